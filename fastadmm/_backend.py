@@ -1,0 +1,68 @@
+"""Pick the elementwise-kernel module for a backend name, once, with errors that say how to fix.
+
+All three modules expose ``relu_z_update`` and ``output_z_update`` with the contract written in
+``_kernels_numpy.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from ._settings import BACKENDS
+
+# Bumped whenever the compiled kernels' signatures change; a build that reports another value is stale.
+KERNEL_ABI = 1
+
+_REBUILD = (
+    "Rebuild it from the project folder with `pip install -e .` (or `python setup.py build_ext "
+    "--inplace`), which needs a C compiler; or pass backend='numba' or backend='numpy'."
+)
+
+_cache: dict[str, ModuleType] = {}
+
+
+def get(backend: str) -> ModuleType:
+    """The kernel module for `backend` ("cython", "numba" or "numpy")."""
+    if backend in _cache:
+        return _cache[backend]
+    if backend == "cython":
+        try:
+            module = importlib.import_module("fastadmm._kernels")
+        except ImportError as exc:
+            raise ImportError(
+                f"fastadmm's compiled Cython kernels (fastadmm._kernels) could not be imported ({exc}). "
+                + _REBUILD
+            ) from exc
+        abi = getattr(module, "KERNEL_ABI", None)
+        if abi != KERNEL_ABI:
+            raise ImportError(
+                f"fastadmm's compiled Cython kernels are stale (built for kernel ABI {abi}, "
+                f"this source needs {KERNEL_ABI}). " + _REBUILD
+            )
+    elif backend == "numba":
+        try:
+            module = importlib.import_module("fastadmm._kernels_numba")
+        except ImportError as exc:
+            raise ImportError(
+                f"backend='numba' needs the numba package ({exc}); install it with "
+                "`pip install numba`, or pass backend='cython' or backend='numpy'."
+            ) from exc
+    elif backend == "numpy":
+        module = importlib.import_module("fastadmm._kernels_numpy")
+    else:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    _cache[backend] = module
+    return module
+
+
+def available() -> list[str]:
+    """Backends that import on this machine."""
+    names = []
+    for name in BACKENDS:
+        try:
+            get(name)
+        except ImportError:
+            continue
+        names.append(name)
+    return names

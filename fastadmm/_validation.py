@@ -1,0 +1,168 @@
+"""Input checks at the boundary: convert once, or raise an error that names the argument and the fix.
+
+Everything past these functions (drivers, kernels) may assume C-contiguous, finite arrays of one
+floating dtype, and never checks again.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def float_dtype(X_dtype, dtype=None):
+    """The floating dtype of a fit: `dtype` if given, else float32 for float32 X, else float64."""
+    if dtype is not None:
+        if str(dtype) not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32', 'float64' or None, got {dtype!r}")
+        return np.dtype(dtype)
+    return np.dtype(np.float32) if X_dtype == np.float32 else np.dtype(np.float64)
+
+
+def _as_array(value, name):
+    if hasattr(value, "toarray") and hasattr(value, "nnz"):
+        raise TypeError(f"{name} is a sparse matrix, which fastadmm does not support; pass {name}.toarray()")
+    try:
+        return np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} could not be read as an array ({exc}); pass a 2-D numeric array") from None
+
+
+def check_X(X, name="X", dtype=None, n_features=None):
+    """Return `X` as a C-contiguous, finite, 2-D float32/float64 array."""
+    X = _as_array(X, name)
+    if X.dtype.kind not in "fiub":
+        raise TypeError(
+            f"{name} must hold real numbers, got dtype {X.dtype}; convert it with {name}.astype(np.float64)"
+        )
+    if X.ndim != 2:
+        hint = f" (for one sample use {name}.reshape(1, -1), for one feature {name}.reshape(-1, 1))" if X.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D with shape (n_samples, n_features), got shape {X.shape}{hint}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape}); it needs at least one sample and one feature")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features, but the model was fitted with {n_features}")
+    out = np.ascontiguousarray(X, dtype=float_dtype(X.dtype, dtype))
+    if out.dtype.kind == "f":
+        finite = np.isfinite(out)
+        if not finite.all():
+            row = int(np.argwhere(~finite)[0, 0])
+            raise ValueError(
+                f"{name} contains NaN or infinity (first at row {row}); remove or impute those values"
+            )
+    return out
+
+
+def check_y(y, n_samples, name="y"):
+    """Return (class index per sample, sorted class labels) for class labels `y`."""
+    y = _as_array(y, name)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(
+            f"{name} must be 1-D with one class label per sample, got shape {y.shape}; "
+            "pass labels, not one-hot rows (use y.argmax(axis=1))"
+        )
+    if y.shape[0] != n_samples:
+        raise ValueError(f"{name} has {y.shape[0]} labels but X has {n_samples} samples; they must match")
+    if y.dtype.kind == "O":
+        if any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y):
+            raise ValueError(f"{name} contains None or NaN labels; remove those samples")
+        try:
+            y = y.astype(str) if all(isinstance(v, str) for v in y) else y.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} mixes label types; use one type (all int or all str)") from None
+    if y.dtype.kind == "c":
+        raise TypeError(f"{name} holds complex numbers; class labels must be integers or strings")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name} contains NaN or infinity; remove those samples")
+        if not np.all(y == np.round(y)):
+            raise ValueError(
+                f"{name} holds continuous values, but fastadmm trains classifiers with losses "
+                "'mse' and 'hinge' on class labels; pass integer or string class labels"
+            )
+    classes, y_index = np.unique(y, return_inverse=True)
+    if classes.shape[0] < 2:
+        raise ValueError(
+            f"{name} has a single class ({classes[0]!r} if any); training needs samples of at least two classes"
+        )
+    return y_index.astype(np.intp), classes
+
+
+def check_Xy(X, y, dtype=None):
+    """Validate a training set; returns (X, y_index, classes)."""
+    X = check_X(X, "X", dtype)
+    if X.shape[0] < 2:
+        raise ValueError(f"X has {X.shape[0]} sample; training needs at least 2 samples")
+    y_index, classes = check_y(y, X.shape[0])
+    return X, y_index, classes
+
+
+def check_test(X_test, y_test, classes, n_features, dtype):
+    """Validate an optional held-out set; returns (X_test, y_test_index) or (None, None)."""
+    if (X_test is None) != (y_test is None):
+        raise ValueError("X_test and y_test go together: pass both or neither")
+    if X_test is None:
+        return None, None
+    X_test = check_X(X_test, "X_test", dtype, n_features=n_features)
+    y_test = _as_array(y_test, "y_test")
+    if y_test.ndim == 2 and y_test.shape[1] == 1:
+        y_test = y_test.ravel()
+    if y_test.ndim != 1 or y_test.shape[0] != X_test.shape[0]:
+        raise ValueError(f"y_test must be 1-D with {X_test.shape[0]} labels (one per row of X_test), got shape {y_test.shape}")
+    index = np.searchsorted(classes, y_test)
+    index = np.clip(index, 0, len(classes) - 1)
+    unseen = classes[index] != y_test
+    if unseen.any():
+        raise ValueError(
+            f"y_test holds labels not seen in y: {np.unique(y_test[unseen])[:5].tolist()}; "
+            f"the classes are {classes.tolist()[:10]}"
+        )
+    return X_test, index.astype(np.intp)
+
+
+def check_hidden(hidden, name="hidden"):
+    """Return the hidden layer sizes as a tuple of positive ints."""
+    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    try:
+        sizes = tuple(hidden)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of layer sizes such as (100, 50, 10), got {hidden!r}") from None
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+            raise TypeError(f"{name} must hold integers, got {s!r} in {hidden!r}")
+        if s < 1:
+            raise ValueError(f"{name} sizes must be >= 1, got {s} in {hidden!r}")
+    return tuple(int(s) for s in sizes)
+
+
+def check_max_iter(max_iter, name="max_iter"):
+    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= 1, got {max_iter!r}")
+    if max_iter < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {max_iter}")
+    return int(max_iter)
+
+
+def check_loss(loss):
+    from ._losses import LOSSES
+
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    return loss
+
+
+def check_random_state(random_state):
+    """A numpy Generator from None, an int seed or a Generator."""
+    if random_state is None or isinstance(random_state, (numbers.Integral, np.random.SeedSequence)):
+        if isinstance(random_state, bool):
+            raise TypeError("random_state must be None, an int or a numpy Generator, got a bool")
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(2**31 - 1))
+    raise TypeError(f"random_state must be None, an int or a numpy Generator, got {random_state!r}")

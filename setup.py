@@ -1,0 +1,38 @@
+"""Only what needs code: the Cython extension fastadmm._kernels.
+
+Metadata and dependencies live in pyproject.toml.  Set FASTADMM_NATIVE=1 to compile for the
+building machine's CPU (-march=native); the default build runs on any x86-64 / aarch64 machine.
+"""
+
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+compile_args = ["-O3"]
+if os.environ.get("FASTADMM_NATIVE") == "1":
+    compile_args.append("-march=native")
+
+extensions = [
+    Extension(
+        "fastadmm._kernels",
+        ["fastadmm/_kernels.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+        extra_compile_args=compile_args,
+    )
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    )
+)
