@@ -38,8 +38,8 @@ def relu_z_update(a, m, beta, gamma, z_out, hz_out):
     fn = gamma * a**2 + beta * (zn - m) ** 2
     keep_p = fp <= fn
     rz = np.where(keep_p, zp - m, zn - m)
-    np.where(keep_p, zp, zn, out=z_out)
-    np.where(keep_p, zp, dt(0), out=hz_out)
+    z_out[...] = np.where(keep_p, zp, zn)
+    hz_out[...] = np.where(keep_p, zp, dt(0))
     ra = a - hz_out
     return float(np.dot(rz.astype(np.float64), rz)), float(np.dot(ra.astype(np.float64), ra))
 

@@ -28,8 +28,8 @@ class ADMMSettings:
     # How z and a start: "forward" = a forward pass of small random weights (measured: fits
     # MNIST 0/1 to 99 % test accuracy in 5-9 iterations); "gaussian" = unit Gaussians, as in
     # the paper (measured: does not learn MNIST 0/1 within 40 iterations).
-    init: str = "forward"
-    # Standard deviation of the random weights of init="forward".  1e-3 measured best of
+    initialization: str = "forward"
+    # Standard deviation of the random weights of initialization="forward".  1e-3 measured best of
     # 1e-4 .. 1e-1 on MNIST 0/1; 1e-2 already fails one seed in three, 5e-2 all three.
     init_scale: float = 1e-3
     # Ridge in every W-update, relative to the mean diagonal of the Gram a a^T:
@@ -40,7 +40,7 @@ class ADMMSettings:
     # Iterations before the multiplier lam starts to move (the paper's "warm start").
     # Measured: with least squares, updating lam from the first iteration stalls at 97 % test
     # accuracy on MNIST 0/1; after 5 warm iterations it reaches 99.6-99.8 %.
-    warm_start: int = 5
+    warm_start_iter: int = 5
     # Update the multiplier lam at all (False = the penalty method without a multiplier).
     multiplier: bool = True
     # Multiply beta and gamma by this factor every `penalty_every` iterations (1 = fixed penalties,
@@ -72,7 +72,7 @@ class ADMMSettings:
     @classmethod
     def paper(cls, **overrides) -> "ADMMSettings":
         """Taylor et al. (2016) as published: Gaussian z and a, no ridge, fixed penalties."""
-        values = dict(init="gaussian", ridge=0.0, beta=1.0, gamma=10.0, warm_start=5)
+        values = dict(initialization="gaussian", ridge=0.0, beta=1.0, gamma=10.0, warm_start_iter=5)
         values.update(overrides)
         return cls(**values)
 
@@ -117,13 +117,13 @@ class ADMMSettings:
         positive("penalty_growth")
         if self.penalty_growth < 1:
             raise ValueError(f"penalty_growth must be >= 1, got {self.penalty_growth!r}")
-        nonneg_int("warm_start")
+        nonneg_int("warm_start_iter")
         nonneg_int("eval_every")
         nonneg_int("penalty_every")
         if self.penalty_every == 0:
             raise ValueError("penalty_every must be an integer >= 1, got 0")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.initialization not in INITS:
+            raise ValueError(f"initialization must be one of {INITS}, got {self.initialization!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.dtype is not None and self.dtype not in DTYPES:

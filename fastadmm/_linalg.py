@@ -1,0 +1,88 @@
+"""The dense linear algebra of an ADMM sweep: Gram solves for W and the batched a-update.
+
+Arrays are stored one sample per row (``A_l`` is a_l^T, shape (N, n_l)), so the paper's
+``W a`` is ``A @ W.T`` and ``a a^T`` is ``A.T @ A``; every N-sized product is one BLAS-3 call.
+The small n x n factorisations are done in float64 whatever the working dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+from scipy.linalg.blas import get_blas_funcs
+
+
+class NonFiniteError(ArithmeticError):
+    """An iterate became NaN or infinite (the driver turns this into status "diverged")."""
+
+
+def ridge_value(G: np.ndarray, ridge: float) -> float:
+    """The absolute ridge: `ridge` times the mean diagonal of the Gram (or `ridge` if that is 0)."""
+    scale = float(np.trace(G)) / G.shape[0]
+    return ridge * scale if scale > 0 else ridge
+
+
+def gram_inverse(G: np.ndarray, ridge: float) -> np.ndarray:
+    """(G + r I)^-1 by Cholesky, or the pseudo-inverse G^+ when ridge == 0 (the paper's W = z a^+).
+
+    G is a Gram matrix a a^T (symmetric positive semi-definite); returned in float64.
+    """
+    G = np.array(G, dtype=np.float64)
+    if not np.isfinite(G).all():
+        raise NonFiniteError("the Gram matrix a a^T holds NaN or infinity")
+    if ridge > 0:
+        G.flat[:: G.shape[0] + 1] += ridge_value(G, ridge)
+        try:
+            factor = sla.cho_factor(G, lower=True, check_finite=False)
+            return sla.cho_solve(factor, np.eye(G.shape[0]), check_finite=False)
+        except np.linalg.LinAlgError:
+            pass  # numerically indefinite despite the ridge: fall through to the pseudo-inverse
+    return sla.pinvh(G, check_finite=False)
+
+
+def solve_weights(C: np.ndarray, G: np.ndarray, ridge: float) -> np.ndarray:
+    """W = C (G + r I)^-1 for the cross product C = z a^T (n_out, n_in) and Gram G = a a^T."""
+    C = np.asarray(C, dtype=np.float64)
+    if not np.isfinite(C).all():
+        raise NonFiniteError("the cross product z a^T holds NaN or infinity")
+    Gd = np.array(G, dtype=np.float64)
+    if not np.isfinite(Gd).all():
+        raise NonFiniteError("the Gram matrix a a^T holds NaN or infinity")
+    if ridge > 0:
+        Gd.flat[:: Gd.shape[0] + 1] += ridge_value(Gd, ridge)
+        try:
+            factor = sla.cho_factor(Gd, lower=True, check_finite=False)
+            return sla.cho_solve(factor, C.T, check_finite=False).T
+        except np.linalg.LinAlgError:
+            pass
+    return C @ sla.pinvh(Gd, check_finite=False)
+
+
+def a_update_operators(W_next: np.ndarray, beta_next: float, gamma: float):
+    """The two small matrices of the a-update, from one Cholesky factorisation.
+
+    a_l = (beta W^T W + gamma I)^-1 (beta W^T z_{l+1} + gamma h(z_l)) is, one sample per row,
+    A_l = Z_{l+1} P + H_l Q with P = beta W (beta W^T W + gamma I)^-1 and Q = gamma (...)^-1.
+    Returns (P^T, Q) in float64: P^T has shape (n_l, n_{l+1}), Q (n_l, n_l).
+    """
+    W = np.asarray(W_next, dtype=np.float64)
+    if not np.isfinite(W).all():
+        raise NonFiniteError("a weight matrix holds NaN or infinity")
+    n = W.shape[1]
+    Mx = beta_next * (W.T @ W)
+    Mx.flat[:: n + 1] += gamma
+    factor = sla.cho_factor(Mx, lower=True, check_finite=False)  # SPD: gamma > 0
+    rhs = np.concatenate([beta_next * W.T, gamma * np.eye(n)], axis=1)
+    sol = sla.cho_solve(factor, rhs, check_finite=False)
+    return sol[:, : W.shape[0]], sol[:, W.shape[0]:]
+
+
+def gemm_accumulate(out: np.ndarray, Z: np.ndarray, Pt: np.ndarray) -> None:
+    """out += Z @ Pt.T in place, for C-contiguous `out` (N, n) and `Z` (N, k), by one BLAS gemm.
+
+    BLAS is column-major, so this computes out^T += Pt @ Z^T on the transposed (F-ordered) views.
+    """
+    gemm = get_blas_funcs("gemm", (out,))
+    res = gemm(1.0, np.asarray(Pt, dtype=out.dtype, order="F"), Z.T, beta=1.0, c=out.T, overwrite_c=True)
+    if not np.shares_memory(res, out):  # never expected for C-contiguous out; keep it correct anyway
+        out[...] = res.T

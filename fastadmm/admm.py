@@ -1,0 +1,421 @@
+"""The ADMM driver: validate once, allocate once, loop over sweeps, stop, return a Result.
+
+One sweep is Algorithm 1 of Taylor et al. (2016), see ALGORITHM.md::
+
+    for l = 1 .. L-1:
+        W_l <- z_l a_{l-1}^+                          (ridge-regularised least squares)
+        a_l <- (beta W_{l+1}^T W_{l+1} + gamma I)^-1 (beta W_{l+1}^T z_{l+1} + gamma h(z_l))
+        z_l <- argmin_z gamma ||a_l - h(z)||^2 + beta ||z - W_l a_{l-1}||^2
+    W_L <- z_L a_{L-1}^+
+    z_L <- argmin_z loss(z, y) + <z, lam> + beta ||z - W_L a_{L-1}||^2
+    lam <- lam + beta (z_L - W_L a_{L-1})             (after the warm start)
+
+Arrays hold one sample per row (A[l] is a_l^T, shape (N, n_l)); the elementwise steps are the
+compiled kernels of ``_backend``, the products are BLAS-3 calls with preallocated outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Callable, Optional
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from . import _backend, _linalg, _losses, _validation
+from ._interrupt import deferred_sigint
+from ._result import Result
+from ._settings import ADMMSettings
+
+_LOSS_CODE = {"mse": 0, "hinge": 1}
+_EVAL_CHUNK = 8192  # rows per block of the evaluation forward pass (bounds its scratch memory)
+
+
+class ConvergenceWarning(UserWarning):
+    """The fit stopped at max_iter (or the time limit) before meeting the tolerance."""
+
+
+class DivergenceWarning(RuntimeWarning):
+    """The iterates became non-finite or blew up; the last finite weights were kept."""
+
+
+def _layer_sizes(n_features, hidden, n_out):
+    return [n_features, *hidden, n_out]
+
+
+class _Problem:
+    """The iterates and buffers of one fit, and the steps of a sweep."""
+
+    def __init__(self, X, T, sizes, loss, settings: ADMMSettings, kernels, rng, init: Optional[Result]):
+        self.X = X
+        self.T = T
+        self.sizes = sizes
+        self.L = L = len(sizes) - 1
+        self.s = settings
+        self.k = kernels
+        self.loss_code = _LOSS_CODE[loss]
+        dt = X.dtype
+        N = X.shape[0]
+        self.beta = [float(settings.beta)] * (L + 1)
+        self.gamma = [float(settings.gamma)] * (L + 1)
+        # Buffers, allocated once.  Z[l] also receives W_l a_{l-1} before the in-place z-kernel.
+        self.Z = [None] + [np.empty((N, sizes[l]), dt) for l in range(1, L + 1)]
+        self.A = [X] + [np.empty((N, sizes[l]), dt) for l in range(1, L)]
+        self.H = [None] + [np.empty((N, sizes[l]), dt) for l in range(1, L)]  # h(z_l)
+        self.lam = np.zeros((N, sizes[L]), dt)
+        self.W = [None] * (L + 1)
+        self.iteration = 0
+        if init is not None:
+            self._load_state(init)
+        else:
+            self._initialise(rng)
+        # The input's Gram never changes: invert it once per fit.
+        self.G0_inv = _linalg.gram_inverse(X.T @ X, settings.ridge).astype(dt)
+        if init is None and settings.initialization == "gaussian":
+            # The paper leaves the W_{l+1} of the first a_l-update unspecified: fit every W to the
+            # initial z and a by the same least squares as the W-update.
+            for l in range(1, L + 1):
+                self._w_update(l)
+
+    # -- initialisation -------------------------------------------------------------------
+    def _initialise(self, rng):
+        L, sizes, dt = self.L, self.sizes, self.X.dtype
+        N = self.X.shape[0]
+        if self.s.initialization == "forward":
+            for l in range(1, L + 1):
+                W = rng.normal(0.0, self.s.init_scale, (sizes[l], sizes[l - 1]))
+                self.W[l] = W.astype(dt)
+                np.matmul(self.A[l - 1], self.W[l].T, out=self.Z[l])
+                if l < L:
+                    np.maximum(self.Z[l], 0, out=self.A[l])
+                    self.H[l][...] = self.A[l]
+        else:  # "gaussian": the paper's unit Gaussians for every z_l and a_l
+            for l in range(1, L + 1):
+                self.Z[l][...] = rng.standard_normal((N, sizes[l]))
+                if l < L:
+                    self.A[l][...] = rng.standard_normal((N, sizes[l]))
+                    np.maximum(self.Z[l], 0, out=self.H[l])
+            for l in range(1, L + 1):
+                self.W[l] = np.zeros((sizes[l], sizes[l - 1]), dt)
+
+    def _load_state(self, init: Result):
+        st = init.state
+        L = self.L
+        for l in range(1, L + 1):
+            self.W[l] = np.array(init.weights[l - 1], dtype=self.X.dtype)
+            self.Z[l][...] = st["Z"][l - 1]
+        for l in range(1, L):
+            self.A[l][...] = st["A"][l - 1]
+            np.maximum(self.Z[l], 0, out=self.H[l])
+        self.lam[...] = st["lam"]
+        self.beta = [float(b) for b in st["beta"]]
+        self.gamma = [float(g) for g in st["gamma"]]
+        self.iteration = int(st["iteration"])
+
+    def state(self) -> dict:
+        """The iterates needed to resume (the buffers themselves: call once, after the loop)."""
+        L = self.L
+        return {
+            "Z": self.Z[1:],
+            "A": self.A[1:],
+            "lam": self.lam,
+            "beta": list(self.beta),
+            "gamma": list(self.gamma),
+            "iteration": self.iteration,
+        }
+
+    # -- the steps of a sweep -------------------------------------------------------------
+    def _w_update(self, l):
+        A_prev = self.A[l - 1]
+        C = self.Z[l].T @ A_prev  # z_l a_{l-1}^T, (n_l, n_{l-1})
+        if l == 1:
+            if not np.isfinite(C).all():
+                raise _linalg.NonFiniteError("the cross product z_1 a_0^T holds NaN or infinity")
+            self.W[l] = C @ self.G0_inv
+        else:
+            G = A_prev.T @ A_prev  # a_{l-1} a_{l-1}^T (numpy calls syrk for this form)
+            self.W[l] = _linalg.solve_weights(C, G, self.s.ridge).astype(A_prev.dtype)
+
+    def _a_update(self, l):
+        Pt, Q = _linalg.a_update_operators(self.W[l + 1], self.beta[l + 1], self.gamma[l])
+        dt = self.A[l].dtype
+        np.matmul(self.H[l], Q.astype(dt), out=self.A[l])  # gamma h(z_l) M^-1
+        _linalg.gemm_accumulate(self.A[l], self.Z[l + 1], Pt)  # + beta z_{l+1}^T W_{l+1} M^-1
+
+    def _z_update(self, l):
+        np.matmul(self.A[l - 1], self.W[l].T, out=self.Z[l])  # m = W_l a_{l-1}, into z's buffer
+        Zf = self.Z[l].reshape(-1)
+        return self.k.relu_z_update(
+            self.A[l].reshape(-1), Zf, self.beta[l], self.gamma[l], Zf, self.H[l].reshape(-1)
+        )
+
+    def _output_update(self, lam_step):
+        L = self.L
+        np.matmul(self.A[L - 1], self.W[L].T, out=self.Z[L])
+        Zf = self.Z[L].reshape(-1)
+        return self.k.output_z_update(
+            self.T.reshape(-1), Zf, self.lam.reshape(-1), self.beta[L], self.loss_code, lam_step, Zf
+        )
+
+    def sweep(self, timings):
+        """One iteration of Algorithm 1; returns (objective, residual_z per layer, residual_a per layer)."""
+        L = self.L
+        rz_all, ra_all = [], []
+        objective = 0.0
+        for l in range(1, L):
+            t0 = time.perf_counter()
+            self._w_update(l)
+            t1 = time.perf_counter()
+            self._a_update(l)
+            t2 = time.perf_counter()
+            rz, ra = self._z_update(l)
+            t3 = time.perf_counter()
+            timings["W"] += t1 - t0
+            timings["a"] += t2 - t1
+            timings["z"] += t3 - t2
+            objective += self.gamma[l] * ra + self.beta[l] * rz
+            rz_all.append(math.sqrt(rz))
+            ra_all.append(math.sqrt(ra))
+        t0 = time.perf_counter()
+        self._w_update(L)
+        t1 = time.perf_counter()
+        lam_step = self.s.multiplier and self.iteration >= self.s.warm_start_iter
+        loss_sum, lam_dot_z, rz = self._output_update(lam_step)
+        t2 = time.perf_counter()
+        timings["W"] += t1 - t0
+        timings["z"] += t2 - t1
+        objective += loss_sum + lam_dot_z + self.beta[L] * rz
+        rz_all.append(math.sqrt(rz))
+        self.iteration += 1
+        if self.s.penalty_growth != 1.0 and self.iteration % self.s.penalty_every == 0:
+            cap = self.s.penalty_max
+            self.beta = [min(b * self.s.penalty_growth, cap) for b in self.beta]
+            self.gamma = [min(g * self.s.penalty_growth, cap) for g in self.gamma]
+        return objective, rz_all, ra_all
+
+    def weights(self):
+        # Every W-update binds a new array, so references are a consistent snapshot.
+        return list(self.W[1:])
+
+
+def _evaluate(weights, X, y_index, T, loss):
+    """(mean training loss per sample, accuracy) of an ordinary forward pass, in row blocks."""
+    total, correct = 0.0, 0
+    for start in range(0, X.shape[0], _EVAL_CHUNK):
+        out = _losses.forward(weights, X[start : start + _EVAL_CHUNK])
+        correct += int(np.sum(_losses.predict_index(out) == y_index[start : start + _EVAL_CHUNK]))
+        if T is not None:
+            total += _losses.loss_sum(out, T[start : start + _EVAL_CHUNK], loss)
+    return total / X.shape[0], correct / X.shape[0]
+
+
+def _history_template(resumed: Optional[Result]):
+    keys = (
+        "iteration", "elapsed", "objective", "residual_z", "residual_a", "train_loss",
+        "train_accuracy", "test_accuracy", "beta", "gamma",
+    )
+    if resumed is not None:
+        return {k: list(resumed.history.get(k, [])) for k in keys}
+    return {k: [] for k in keys}
+
+
+def _check_init(init, sizes, loss, classes):
+    if init is None:
+        return
+    if not isinstance(init, Result) or init.method != "admm" or init.state is None:
+        raise TypeError("init must be a Result of train_admm (with its state), e.g. one loaded by fastadmm.load")
+    shapes = [W.shape for W in init.weights]
+    expected = [(sizes[l], sizes[l - 1]) for l in range(1, len(sizes))]
+    if shapes != expected:
+        raise ValueError(f"init has layer shapes {shapes}, but X, y and hidden give {expected}")
+    if init.loss != loss:
+        raise ValueError(f"init was trained with loss={init.loss!r}; pass the same loss to resume")
+    if not np.array_equal(np.asarray(init.classes), classes):
+        raise ValueError("init was trained on other classes than y holds; resume on the same data")
+    n = init.state["lam"].shape[0]
+    if n != init.state["Z"][0].shape[0]:
+        raise ValueError("init's state is inconsistent (corrupt checkpoint?)")
+
+
+def train_admm(
+    X,
+    y,
+    *,
+    hidden=(100, 50, 10),
+    loss: str = "mse",
+    max_iter: int = 50,
+    X_test=None,
+    y_test=None,
+    random_state=None,
+    init: Optional[Result] = None,
+    callback: Optional[Callable[[dict], Optional[bool]]] = None,
+    settings: Optional[ADMMSettings] = None,
+    **kwargs,
+) -> Result:
+    """Train a fully connected ReLU network by ADMM (Taylor et al., 2016).
+
+    Parameters
+    ----------
+    X : array (n_samples, n_features); float32 X trains in float32, anything else in float64.
+    y : class labels (n_samples,).  Two classes give one output unit, K > 2 give K (one-hot).
+    hidden : hidden layer sizes, e.g. (100, 50, 10); () is a linear model.
+    loss : "mse" (squared error) or "hinge", applied per output entry to 0/1 targets.
+    max_iter : ADMM sweeps (a resumed fit runs this many more).
+    X_test, y_test : optional held-out set, evaluated every ``eval_every`` iterations.
+    random_state : None, an int seed or a numpy Generator.
+    init : a Result of an earlier fit (``fastadmm.load`` reads one back) to continue from.
+    callback : called after every iteration with a dict (iteration, objective, accuracies, ...);
+        returning True stops the fit (status "converged" is not claimed: "interrupted").
+    settings : an ADMMSettings; any keyword in **kwargs overrides one of its fields
+        (beta, gamma, initialization, ridge, warm_start_iter, dtype, backend, threads, ...).
+
+    Returns
+    -------
+    Result
+    """
+    t_setup = time.perf_counter()
+    if settings is None:
+        settings = ADMMSettings.from_kwargs(**kwargs)
+    elif kwargs:
+        base = settings.as_dict()
+        bad = sorted(set(kwargs) - set(base))
+        if bad:
+            ADMMSettings.from_kwargs(**kwargs)  # raises naming the unknown keyword(s)
+        settings = ADMMSettings(**{**base, **kwargs})
+    elif not isinstance(settings, ADMMSettings):
+        raise TypeError("settings must be an ADMMSettings")
+    loss = _validation.check_loss(loss)
+    max_iter = _validation.check_max_iter(max_iter)
+    hidden = _validation.check_hidden(hidden)
+    X, y_index, classes = _validation.check_Xy(X, y, settings.dtype)
+    X_test, y_test_index = _validation.check_test(X_test, y_test, classes, X.shape[1], X.dtype)
+    rng = _validation.check_random_state(random_state)
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be callable (or None)")
+    sizes = _layer_sizes(X.shape[1], hidden, _losses.n_outputs(len(classes)))
+    _check_init(init, sizes, loss, classes)
+    if init is not None and init.state["lam"].shape[0] != X.shape[0]:
+        raise ValueError(
+            f"init holds the state of {init.state['lam'].shape[0]} samples but X has {X.shape[0]}; "
+            "resume on the same training set"
+        )
+    kernels = _backend.get(settings.backend)
+
+    timings = {k: 0.0 for k in ("setup", "compile", "W", "a", "z", "eval", "train", "total")}
+    t_compile = time.perf_counter()
+    if hasattr(kernels, "warmup"):
+        kernels.warmup()
+    timings["compile"] = time.perf_counter() - t_compile
+
+    limits = threadpool_limits(settings.threads) if settings.threads is not None else None
+    try:
+        T = _losses.targets(y_index, len(classes), X.dtype)
+        problem = _Problem(X, T, sizes, loss, settings, kernels, rng, init)
+        timings["setup"] = time.perf_counter() - t_setup - timings["compile"]
+        history = _history_template(init)
+        elapsed0 = history["elapsed"][-1] if history["elapsed"] else 0.0
+        status, message = _loop(problem, max_iter, settings, X, y_index, T, X_test, y_test_index,
+                                loss, history, timings, elapsed0, callback)
+    finally:
+        if limits is not None:
+            limits.unregister()
+    timings["total"] = time.perf_counter() - t_setup
+    used = settings.as_dict()
+    used.update(
+        hidden=list(hidden), loss=loss, max_iter=max_iter, dtype=X.dtype.name,
+        n_samples=int(X.shape[0]), n_features=int(X.shape[1]), n_classes=int(len(classes)),
+        random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
+    )
+    return Result(
+        status=status,
+        n_iter=problem.iteration,
+        weights=problem.last_good_weights,
+        classes=classes,
+        loss=loss,
+        method="admm",
+        history=history,
+        timings=timings,
+        settings=used,
+        state=problem.state() if status != "diverged" else None,
+        message=message,
+    )
+
+
+def _loop(problem, max_iter, s, X, y_index, T, X_test, y_test_index, loss, history, timings, elapsed0, callback):
+    start_iteration = problem.iteration
+    problem.last_good_weights = problem.weights()
+    previous_objective = history["objective"][-1] if history["objective"] else None
+    first_objective = None
+    train_time = 0.0
+    status, message = "max_iter", f"stopped at max_iter={max_iter}"
+    with deferred_sigint() as interrupted:
+        for _ in range(max_iter):
+            t0 = time.perf_counter()
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    objective, rz, ra = problem.sweep(timings)
+            except (_linalg.NonFiniteError, np.linalg.LinAlgError) as exc:
+                status, message = "diverged", f"iteration {problem.iteration + 1}: {exc}"
+                break
+            train_time += time.perf_counter() - t0
+            if not math.isfinite(objective):
+                status, message = "diverged", f"iteration {problem.iteration}: the objective is {objective}"
+                break
+            if first_objective is None:
+                first_objective = abs(objective) if objective != 0 else 1.0
+            elif abs(objective) > s.divergence_factor * first_objective:
+                status = "diverged"
+                message = (f"iteration {problem.iteration}: the objective grew from {first_objective:.3g} "
+                           f"to {objective:.3g}")
+                break
+            weights = problem.weights()
+            if not all(np.isfinite(W).all() for W in weights):
+                status, message = "diverged", f"iteration {problem.iteration}: a weight became NaN or infinite"
+                break
+            problem.last_good_weights = weights
+            # Evaluation (an ordinary forward pass) is timed apart from training.
+            t_eval = time.perf_counter()
+            train_loss = train_acc = test_acc = float("nan")
+            if s.eval_every and (problem.iteration - start_iteration) % s.eval_every == 0:
+                train_loss, train_acc = _evaluate(weights, X, y_index, T, loss)
+                if X_test is not None:
+                    test_acc = _evaluate(weights, X_test, y_test_index, None, loss)[1]
+            timings["eval"] += time.perf_counter() - t_eval
+            record = dict(
+                iteration=problem.iteration, elapsed=elapsed0 + train_time, objective=objective,
+                residual_z=rz, residual_a=ra, train_loss=train_loss, train_accuracy=train_acc,
+                test_accuracy=test_acc, beta=problem.beta[1], gamma=problem.gamma[1],
+            )
+            for key, value in record.items():
+                history[key].append(value)
+            if callback is not None and callback(dict(record)):
+                status, message = "interrupted", f"the callback stopped the fit at iteration {problem.iteration}"
+                break
+            if interrupted:
+                status, message = "interrupted", f"interrupted (Ctrl-C) after iteration {problem.iteration}"
+                break
+            if s.time_limit is not None and train_time >= s.time_limit:
+                status, message = "time_limit", f"time_limit={s.time_limit} s reached after iteration {problem.iteration}"
+                break
+            if s.tol > 0 and previous_objective is not None:
+                change = abs(objective - previous_objective) / max(abs(objective), 1e-30)
+                out_norm = float(np.linalg.norm(problem.Z[problem.L]))
+                primal = rz[-1] / max(out_norm, 1e-30)
+                if change < s.tol and primal < s.tol:
+                    status = "converged"
+                    message = f"converged at iteration {problem.iteration} (objective change {change:.2e}, residual {primal:.2e})"
+                    break
+            previous_objective = objective
+    timings["train"] += train_time
+    if status == "diverged":
+        warnings.warn(
+            f"ADMM diverged ({message}); the last finite weights are kept. Try a larger ridge, "
+            "smaller beta/gamma ratio or initialization='forward' with a small init_scale.",
+            DivergenceWarning,
+            stacklevel=3,
+        )
+    elif status in ("max_iter", "time_limit") and s.tol > 0:
+        warnings.warn(f"ADMM {message} before reaching tol={s.tol}", ConvergenceWarning, stacklevel=3)
+    return status, message
