@@ -1,9 +1,31 @@
-"""fastadmm: gradient-free training of fully connected ReLU networks by ADMM (Taylor et al., 2016)."""
+"""fastadmm: gradient-free training of fully connected ReLU networks by ADMM (Taylor et al., 2016).
 
+Public names: train_admm, train_sgd, Result, ADMMSettings, ADMMClassifier, kernels, load.
+"""
+
+from . import kernels
 from ._result import Result
 from ._settings import ADMMSettings
-from .admm import train_admm
+from .admm import ConvergenceWarning, DivergenceWarning, train_admm
 
 __version__ = "0.1.0"
 
-__all__ = ["ADMMSettings", "Result", "train_admm", "__version__"]
+__all__ = [
+    "ADMMClassifier",
+    "ADMMSettings",
+    "ConvergenceWarning",
+    "DivergenceWarning",
+    "Result",
+    "kernels",
+    "train_admm",
+    "__version__",
+]
+
+
+def __getattr__(name):
+    # scikit-learn is imported only when the estimator is first used (it costs ~0.5 s).
+    if name == "ADMMClassifier":
+        from .estimator import ADMMClassifier
+
+        return ADMMClassifier
+    raise AttributeError(f"module 'fastadmm' has no attribute {name!r}")
