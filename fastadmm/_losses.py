@@ -32,13 +32,23 @@ def targets(y_index: np.ndarray, n_classes: int, dtype) -> np.ndarray:
     return T
 
 
-def forward(weights, X: np.ndarray) -> np.ndarray:
+def first_layer(W: np.ndarray, X: np.ndarray, intercept: bool, out=None) -> np.ndarray:
+    """W_1 a_0 one sample per row: X @ W.T, where with `intercept` the last column of W multiplies a
+    constant input 1 (that column is added, X is never copied with a column of ones)."""
+    if not intercept:
+        return np.matmul(X, W.T, out=out)
+    out = np.matmul(X, W[:, :-1].T, out=out)
+    out += W[:, -1]
+    return out
+
+
+def forward(weights, X: np.ndarray, intercept: bool = False) -> np.ndarray:
     """An ordinary forward pass: ReLU hidden layers, linear output; X is (n_samples, n_features)."""
-    a = X
-    for W in weights[:-1]:
-        a = a @ W.T
+    a = first_layer(weights[0], X, intercept)
+    for W in weights[1:]:
         np.maximum(a, 0, out=a)
-    return a @ weights[-1].T
+        a = a @ W.T
+    return a
 
 
 def predict_index(out: np.ndarray) -> np.ndarray:

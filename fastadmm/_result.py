@@ -22,6 +22,7 @@ class Result:
     n_iter : iterations (ADMM sweeps, or SGD epochs / GD steps) completed.
     weights : list of arrays, ``weights[l]`` of shape (n_{l+1}, n_l) as in the paper (no biases).
     classes : the class labels; output unit k (or the single output's 1) stands for ``classes[k]``.
+    intercept : whether the last column of ``weights[0]`` multiplies a constant input 1.
     loss : "mse" or "hinge".
     method : "admm", "sgd" or "gd".
     history : dict of equal-length lists, one entry per evaluated iteration: "iteration",
@@ -46,14 +47,15 @@ class Result:
     settings: dict = field(default_factory=dict)
     state: Optional[dict] = None
     message: str = ""
+    intercept: bool = False
 
     def decision_function(self, X) -> np.ndarray:
         """Network outputs of an ordinary forward pass, shape (n_samples, n_outputs)."""
         X = np.asarray(X)
-        n_in = self.weights[0].shape[1]
+        n_in = self.weights[0].shape[1] - int(self.intercept)
         if X.ndim != 2 or X.shape[1] != n_in:
             raise ValueError(f"X must have shape (n_samples, {n_in}), got {X.shape}")
-        return _losses.forward(self.weights, X.astype(self.weights[0].dtype, copy=False))
+        return _losses.forward(self.weights, X.astype(self.weights[0].dtype, copy=False), self.intercept)
 
     def predict(self, X) -> np.ndarray:
         """Class labels by an ordinary forward pass of the learned weights."""
@@ -64,7 +66,9 @@ class Result:
         return float(np.mean(self.predict(X) == np.asarray(y)))
 
     def __repr__(self) -> str:
-        shapes = " -> ".join(str(W.shape[1]) for W in self.weights) + f" -> {self.weights[-1].shape[0]}"
+        shapes = " -> ".join(str(W.shape[1]) for W in self.weights).replace(
+            str(self.weights[0].shape[1]), str(self.weights[0].shape[1] - int(self.intercept)), 1
+        ) + f" -> {self.weights[-1].shape[0]}"
         acc = self.history.get("test_accuracy") or self.history.get("train_accuracy") or []
         last = next((a for a in reversed(acc) if a == a), None)
         acc_s = f", accuracy={last:.4f}" if last is not None else ""

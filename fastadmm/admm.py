@@ -56,6 +56,7 @@ class _Problem:
         self.s = settings
         self.k = kernels
         self.loss_code = _LOSS_CODE[loss]
+        self.intercept = settings.intercept
         dt = X.dtype
         N = X.shape[0]
         self.beta = [float(settings.beta)] * (L + 1)
@@ -72,12 +73,32 @@ class _Problem:
         else:
             self._initialise(rng)
         # The input's Gram never changes: invert it once per fit.
-        self.G0_inv = _linalg.gram_inverse(X.T @ X, settings.ridge).astype(dt)
+        self.G0_inv = _linalg.gram_inverse(self._input_gram(), settings.ridge).astype(dt)
         if init is None and settings.initialization == "gaussian":
             # The paper leaves the W_{l+1} of the first a_l-update unspecified: fit every W to the
             # initial z and a by the same least squares as the W-update.
             for l in range(1, L + 1):
                 self._w_update(l)
+
+    # -- the input layer, with the constant feature of `intercept` handled analytically ------
+    def _input_gram(self):
+        X = self.X
+        G = X.T @ X
+        if not self.intercept:
+            return G
+        s = X.sum(axis=0, dtype=np.float64)
+        n = X.shape[1]
+        Ga = np.empty((n + 1, n + 1))
+        Ga[:n, :n] = G
+        Ga[n, :n] = Ga[:n, n] = s
+        Ga[n, n] = X.shape[0]
+        return Ga
+
+    def _input_cross(self, Z1):
+        C = Z1.T @ self.X
+        if not self.intercept:
+            return C
+        return np.concatenate([C, Z1.sum(axis=0, dtype=np.float64)[:, None].astype(C.dtype)], axis=1)
 
     # -- initialisation -------------------------------------------------------------------
     def _initialise(self, rng):
@@ -87,7 +108,7 @@ class _Problem:
             for l in range(1, L + 1):
                 W = rng.normal(0.0, self.s.init_scale, (sizes[l], sizes[l - 1]))
                 self.W[l] = W.astype(dt)
-                np.matmul(self.A[l - 1], self.W[l].T, out=self.Z[l])
+                self._linear(l)
                 if l < L:
                     np.maximum(self.Z[l], 0, out=self.A[l])
                     self.H[l][...] = self.A[l]
@@ -127,14 +148,22 @@ class _Problem:
         }
 
     # -- the steps of a sweep -------------------------------------------------------------
+    def _linear(self, l):
+        """Z[l] <- W_l a_{l-1} (one sample per row)."""
+        if l == 1:
+            _losses.first_layer(self.W[1], self.X, self.intercept, out=self.Z[1])
+        else:
+            np.matmul(self.A[l - 1], self.W[l].T, out=self.Z[l])
+
     def _w_update(self, l):
         A_prev = self.A[l - 1]
-        C = self.Z[l].T @ A_prev  # z_l a_{l-1}^T, (n_l, n_{l-1})
         if l == 1:
+            C = self._input_cross(self.Z[1])  # z_1 a_0^T, (n_1, n_0)
             if not np.isfinite(C).all():
                 raise _linalg.NonFiniteError("the cross product z_1 a_0^T holds NaN or infinity")
             self.W[l] = C @ self.G0_inv
         else:
+            C = self.Z[l].T @ A_prev  # z_l a_{l-1}^T, (n_l, n_{l-1})
             G = A_prev.T @ A_prev  # a_{l-1} a_{l-1}^T (numpy calls syrk for this form)
             self.W[l] = _linalg.solve_weights(C, G, self.s.ridge).astype(A_prev.dtype)
 
@@ -145,7 +174,7 @@ class _Problem:
         _linalg.gemm_accumulate(self.A[l], self.Z[l + 1], Pt)  # + beta z_{l+1}^T W_{l+1} M^-1
 
     def _z_update(self, l):
-        np.matmul(self.A[l - 1], self.W[l].T, out=self.Z[l])  # m = W_l a_{l-1}, into z's buffer
+        self._linear(l)  # m = W_l a_{l-1}, into z's buffer
         Zf = self.Z[l].reshape(-1)
         return self.k.relu_z_update(
             self.A[l].reshape(-1), Zf, self.beta[l], self.gamma[l], Zf, self.H[l].reshape(-1)
@@ -153,7 +182,7 @@ class _Problem:
 
     def _output_update(self, lam_step):
         L = self.L
-        np.matmul(self.A[L - 1], self.W[L].T, out=self.Z[L])
+        self._linear(L)
         Zf = self.Z[L].reshape(-1)
         return self.k.output_z_update(
             self.T.reshape(-1), Zf, self.lam.reshape(-1), self.beta[L], self.loss_code, lam_step, Zf
@@ -200,11 +229,11 @@ class _Problem:
         return list(self.W[1:])
 
 
-def _evaluate(weights, X, y_index, T, loss):
+def _evaluate(weights, X, y_index, T, loss, intercept):
     """(mean training loss per sample, accuracy) of an ordinary forward pass, in row blocks."""
     total, correct = 0.0, 0
     for start in range(0, X.shape[0], _EVAL_CHUNK):
-        out = _losses.forward(weights, X[start : start + _EVAL_CHUNK])
+        out = _losses.forward(weights, X[start : start + _EVAL_CHUNK], intercept)
         correct += int(np.sum(_losses.predict_index(out) == y_index[start : start + _EVAL_CHUNK]))
         if T is not None:
             total += _losses.loss_sum(out, T[start : start + _EVAL_CHUNK], loss)
@@ -221,7 +250,7 @@ def _history_template(resumed: Optional[Result]):
     return {k: [] for k in keys}
 
 
-def _check_init(init, sizes, loss, classes):
+def _check_init(init, sizes, loss, classes, intercept):
     if init is None:
         return
     if not isinstance(init, Result) or init.method != "admm" or init.state is None:
@@ -230,6 +259,8 @@ def _check_init(init, sizes, loss, classes):
     expected = [(sizes[l], sizes[l - 1]) for l in range(1, len(sizes))]
     if shapes != expected:
         raise ValueError(f"init has layer shapes {shapes}, but X, y and hidden give {expected}")
+    if init.intercept != intercept:
+        raise ValueError(f"init was trained with intercept={init.intercept}; pass the same setting to resume")
     if init.loss != loss:
         raise ValueError(f"init was trained with loss={init.loss!r}; pass the same loss to resume")
     if not np.array_equal(np.asarray(init.classes), classes):
@@ -294,8 +325,8 @@ def train_admm(
     rng = _validation.check_random_state(random_state)
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable (or None)")
-    sizes = _layer_sizes(X.shape[1], hidden, _losses.n_outputs(len(classes)))
-    _check_init(init, sizes, loss, classes)
+    sizes = _layer_sizes(X.shape[1] + int(settings.intercept), hidden, _losses.n_outputs(len(classes)))
+    _check_init(init, sizes, loss, classes, settings.intercept)
     if init is not None and init.state["lam"].shape[0] != X.shape[0]:
         raise ValueError(
             f"init holds the state of {init.state['lam'].shape[0]} samples but X has {X.shape[0]}; "
@@ -340,6 +371,7 @@ def train_admm(
         settings=used,
         state=problem.state() if status != "diverged" else None,
         message=message,
+        intercept=settings.intercept,
     )
 
 
@@ -379,9 +411,9 @@ def _loop(problem, max_iter, s, X, y_index, T, X_test, y_test_index, loss, histo
             t_eval = time.perf_counter()
             train_loss = train_acc = test_acc = float("nan")
             if s.eval_every and (problem.iteration - start_iteration) % s.eval_every == 0:
-                train_loss, train_acc = _evaluate(weights, X, y_index, T, loss)
+                train_loss, train_acc = _evaluate(weights, X, y_index, T, loss, s.intercept)
                 if X_test is not None:
-                    test_acc = _evaluate(weights, X_test, y_test_index, None, loss)[1]
+                    test_acc = _evaluate(weights, X_test, y_test_index, None, loss, s.intercept)[1]
             timings["eval"] += time.perf_counter() - t_eval
             record = dict(
                 iteration=problem.iteration, elapsed=elapsed0 + train_time, objective=objective,

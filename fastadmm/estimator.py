@@ -17,7 +17,10 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
     """A fully connected ReLU classifier trained by ADMM (Taylor et al., 2016), scikit-learn style.
 
     Parameters are those of :func:`fastadmm.train_admm` and :class:`fastadmm.ADMMSettings`
-    (see there for what each does and why its default was chosen).
+    (see there for what each does and why its default was chosen), except that
+    ``hidden_layer_sizes`` defaults to (100,) like scikit-learn's MLPClassifier: one hidden layer
+    fits reliably across seeds on small problems, where the deeper (100, 50, 10) of train_admm
+    measured 0.83-0.94 training accuracy on scikit-learn's 3-class blobs depending on the seed.
 
     Attributes
     ----------
@@ -31,7 +34,7 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        hidden_layer_sizes=(100, 50, 10),
+        hidden_layer_sizes=(100,),
         loss="mse",
         max_iter=50,
         beta=_DEFAULTS.beta,
