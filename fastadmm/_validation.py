@@ -54,7 +54,7 @@ def check_X(X, name="X", dtype=None, n_features=None):
     return out
 
 
-def check_y(y, n_samples, name="y"):
+def check_y(y, n_samples, name="y", min_classes=2):
     """Return (class index per sample, sorted class labels) for class labels `y`."""
     y = _as_array(y, name)
     if y.ndim == 2 and y.shape[1] == 1:
@@ -84,19 +84,19 @@ def check_y(y, n_samples, name="y"):
                 "'mse' and 'hinge' on class labels; pass integer or string class labels"
             )
     classes, y_index = np.unique(y, return_inverse=True)
-    if classes.shape[0] < 2:
+    if classes.shape[0] < min_classes:
         raise ValueError(
             f"{name} has a single class ({classes[0]!r} if any); training needs samples of at least two classes"
         )
     return y_index.astype(np.intp), classes
 
 
-def check_Xy(X, y, dtype=None):
+def check_Xy(X, y, dtype=None, min_samples=2, min_classes=2):
     """Validate a training set; returns (X, y_index, classes)."""
     X = check_X(X, "X", dtype)
-    if X.shape[0] < 2:
-        raise ValueError(f"X has {X.shape[0]} sample; training needs at least 2 samples")
-    y_index, classes = check_y(y, X.shape[0])
+    if X.shape[0] < min_samples:
+        raise ValueError(f"X has {X.shape[0]} sample; training needs at least {min_samples} samples")
+    y_index, classes = check_y(y, X.shape[0], min_classes=min_classes)
     return X, y_index, classes
 
 

@@ -24,7 +24,7 @@ from typing import Callable, Optional
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import _backend, _linalg, _losses, _validation
+from . import _backend, _comm, _linalg, _losses, _validation
 from ._interrupt import deferred_sigint
 from ._result import Result
 from ._settings import ADMMSettings
@@ -46,15 +46,16 @@ def _layer_sizes(n_features, hidden, n_out):
 
 
 class _Problem:
-    """The iterates and buffers of one fit, and the steps of a sweep."""
+    """The iterates and buffers of one fit (this rank's rows of them), and the steps of a sweep."""
 
-    def __init__(self, X, T, sizes, loss, settings: ADMMSettings, kernels, rng, init: Optional[Result]):
+    def __init__(self, X, T, sizes, loss, settings: ADMMSettings, kernels, rng, init, comm, row_offset, n_global):
         self.X = X
         self.T = T
         self.sizes = sizes
         self.L = L = len(sizes) - 1
         self.s = settings
         self.k = kernels
+        self.comm = comm
         self.loss_code = _LOSS_CODE[loss]
         self.intercept = settings.intercept
         dt = X.dtype
@@ -66,13 +67,20 @@ class _Problem:
         self.A = [X] + [np.empty((N, sizes[l]), dt) for l in range(1, L)]
         self.H = [None] + [np.empty((N, sizes[l]), dt) for l in range(1, L)]  # h(z_l)
         self.lam = np.zeros((N, sizes[L]), dt)
+        # One packed buffer per layer for the sums of the W-update, so that a distributed fit
+        # exchanges them in one all-reduce: [a a^T (l > 1) | z a^T | z 1 (intercept, l = 1)].
+        self.packed = [None]
+        for l in range(1, L + 1):
+            n_in = X.shape[1] if l == 1 else sizes[l - 1]
+            size = (0 if l == 1 else n_in * n_in) + sizes[l] * n_in + (sizes[l] if l == 1 and self.intercept else 0)
+            self.packed.append(np.empty(size, dt))
         self.W = [None] * (L + 1)
         self.iteration = 0
         if init is not None:
             self._load_state(init)
         else:
-            self._initialise(rng)
-        # The input's Gram never changes: invert it once per fit.
+            self._initialise(rng, row_offset, n_global)
+        # The input's Gram never changes: sum it over ranks and invert it once per fit.
         self.G0_inv = _linalg.gram_inverse(self._input_gram(), settings.ridge).astype(dt)
         if init is None and settings.initialization == "gaussian":
             # The paper leaves the W_{l+1} of the first a_l-update unspecified: fit every W to the
@@ -82,26 +90,22 @@ class _Problem:
 
     # -- the input layer, with the constant feature of `intercept` handled analytically ------
     def _input_gram(self):
+        """a_0 a_0^T in float64 (row blocks, so float32 X is never copied whole), summed over ranks."""
         X = self.X
-        G = X.T @ X
-        if not self.intercept:
-            return G
-        s = X.sum(axis=0, dtype=np.float64)
         n = X.shape[1]
-        Ga = np.empty((n + 1, n + 1))
-        Ga[:n, :n] = G
-        Ga[n, :n] = Ga[:n, n] = s
-        Ga[n, n] = X.shape[0]
-        return Ga
-
-    def _input_cross(self, Z1):
-        C = Z1.T @ self.X
-        if not self.intercept:
-            return C
-        return np.concatenate([C, Z1.sum(axis=0, dtype=np.float64)[:, None].astype(C.dtype)], axis=1)
+        G = np.zeros((n + int(self.intercept),) * 2)
+        for start in range(0, X.shape[0], _EVAL_CHUNK):
+            block = X[start : start + _EVAL_CHUNK].astype(np.float64, copy=False)
+            G[:n, :n] += block.T @ block
+            if self.intercept:
+                G[n, :n] += block.sum(axis=0)
+        if self.intercept:
+            G[:n, n] = G[n, :n]
+            G[n, n] = X.shape[0]
+        return self.comm.allreduce(G)
 
     # -- initialisation -------------------------------------------------------------------
-    def _initialise(self, rng):
+    def _initialise(self, rng, row_offset, n_global):
         L, sizes, dt = self.L, self.sizes, self.X.dtype
         N = self.X.shape[0]
         if self.s.initialization == "forward":
@@ -113,10 +117,11 @@ class _Problem:
                     np.maximum(self.Z[l], 0, out=self.A[l])
                     self.H[l][...] = self.A[l]
         else:  # "gaussian": the paper's unit Gaussians for every z_l and a_l
+            rows = slice(row_offset, row_offset + N)  # this rank's rows of the one-process draw
             for l in range(1, L + 1):
-                self.Z[l][...] = rng.standard_normal((N, sizes[l]))
+                self.Z[l][...] = rng.standard_normal((n_global, sizes[l]))[rows]
                 if l < L:
-                    self.A[l][...] = rng.standard_normal((N, sizes[l]))
+                    self.A[l][...] = rng.standard_normal((n_global, sizes[l]))[rows]
                     np.maximum(self.Z[l], 0, out=self.H[l])
             for l in range(1, L + 1):
                 self.W[l] = np.zeros((sizes[l], sizes[l - 1]), dt)
@@ -137,7 +142,6 @@ class _Problem:
 
     def state(self) -> dict:
         """The iterates needed to resume (the buffers themselves: call once, after the loop)."""
-        L = self.L
         return {
             "Z": self.Z[1:],
             "A": self.A[1:],
@@ -156,15 +160,26 @@ class _Problem:
             np.matmul(self.A[l - 1], self.W[l].T, out=self.Z[l])
 
     def _w_update(self, l):
-        A_prev = self.A[l - 1]
+        """W_l <- z_l a_{l-1}^T (a_{l-1} a_{l-1}^T + r I)^-1, the sums all-reduced in one buffer."""
+        A_prev, Z, buf = self.A[l - 1], self.Z[l], self.packed[l]
+        n_out, n_in = Z.shape[1], A_prev.shape[1]
         if l == 1:
-            C = self._input_cross(self.Z[1])  # z_1 a_0^T, (n_1, n_0)
-            if not np.isfinite(C).all():
+            C = buf[: n_out * n_in].reshape(n_out, n_in)
+            np.matmul(Z.T, A_prev, out=C)  # z_1 a_0^T
+            if self.intercept:
+                Z.sum(axis=0, out=buf[n_out * n_in:])  # z_1 1^T: the constant input's column
+            self.comm.allreduce(buf)
+            if not np.isfinite(buf).all():
                 raise _linalg.NonFiniteError("the cross product z_1 a_0^T holds NaN or infinity")
-            self.W[l] = C @ self.G0_inv
+            if self.intercept:
+                C = np.concatenate([C, buf[n_out * n_in:, None]], axis=1)
+            self.W[1] = C @ self.G0_inv
         else:
-            C = self.Z[l].T @ A_prev  # z_l a_{l-1}^T, (n_l, n_{l-1})
-            G = A_prev.T @ A_prev  # a_{l-1} a_{l-1}^T (numpy calls syrk for this form)
+            G = buf[: n_in * n_in].reshape(n_in, n_in)
+            C = buf[n_in * n_in:].reshape(n_out, n_in)
+            np.matmul(A_prev.T, A_prev, out=G)  # a_{l-1} a_{l-1}^T (numpy calls syrk for this form)
+            np.matmul(Z.T, A_prev, out=C)  # z_l a_{l-1}^T
+            self.comm.allreduce(buf)
             self.W[l] = _linalg.solve_weights(C, G, self.s.ridge).astype(A_prev.dtype)
 
     def _a_update(self, l):
@@ -189,55 +204,64 @@ class _Problem:
         )
 
     def sweep(self, timings):
-        """One iteration of Algorithm 1; returns (objective, residual_z per layer, residual_a per layer)."""
+        """One iteration of Algorithm 1.
+
+        Returns this rank's sums [rz_1 .. rz_L, ra_1 .. ra_{L-1}, loss, <lam, z_L>, ||z_L||^2]
+        (rz_l = ||z_l - W_l a_{l-1}||^2, ra_l = ||a_l - h(z_l)||^2) and the penalties used.
+        """
         L = self.L
-        rz_all, ra_all = [], []
-        objective = 0.0
+        sums = np.zeros(2 * L + 2)
+        penalties = (list(self.beta), list(self.gamma))
         for l in range(1, L):
             t0 = time.perf_counter()
             self._w_update(l)
             t1 = time.perf_counter()
             self._a_update(l)
             t2 = time.perf_counter()
-            rz, ra = self._z_update(l)
+            sums[l - 1], sums[L + l - 1] = self._z_update(l)
             t3 = time.perf_counter()
             timings["W"] += t1 - t0
             timings["a"] += t2 - t1
             timings["z"] += t3 - t2
-            objective += self.gamma[l] * ra + self.beta[l] * rz
-            rz_all.append(math.sqrt(rz))
-            ra_all.append(math.sqrt(ra))
         t0 = time.perf_counter()
         self._w_update(L)
         t1 = time.perf_counter()
         lam_step = self.s.multiplier and self.iteration >= self.s.warm_start_iter
-        loss_sum, lam_dot_z, rz = self._output_update(lam_step)
+        loss_sum, lam_dot_z, sums[L - 1] = self._output_update(lam_step)
+        sums[2 * L - 1], sums[2 * L] = loss_sum, lam_dot_z
+        zL = self.Z[L].reshape(-1)
+        sums[2 * L + 1] = float(np.dot(zL, zL))
         t2 = time.perf_counter()
         timings["W"] += t1 - t0
         timings["z"] += t2 - t1
-        objective += loss_sum + lam_dot_z + self.beta[L] * rz
-        rz_all.append(math.sqrt(rz))
         self.iteration += 1
         if self.s.penalty_growth != 1.0 and self.iteration % self.s.penalty_every == 0:
             cap = self.s.penalty_max
             self.beta = [min(b * self.s.penalty_growth, cap) for b in self.beta]
             self.gamma = [min(g * self.s.penalty_growth, cap) for g in self.gamma]
-        return objective, rz_all, ra_all
+        return sums, penalties
 
     def weights(self):
         # Every W-update binds a new array, so references are a consistent snapshot.
         return list(self.W[1:])
 
 
+def _objective(sums, L, penalties):
+    """The augmented Lagrangian (ALGORITHM.md, eq. 4-5) from the global sums of a sweep."""
+    beta, gamma = penalties
+    obj = sum(gamma[l] * sums[L + l - 1] + beta[l] * sums[l - 1] for l in range(1, L))
+    return float(obj + sums[2 * L - 1] + sums[2 * L] + beta[L] * sums[L - 1])
+
+
 def _evaluate(weights, X, y_index, T, loss, intercept):
-    """(mean training loss per sample, accuracy) of an ordinary forward pass, in row blocks."""
+    """(summed loss, number correct) of an ordinary forward pass over this rank's rows, in blocks."""
     total, correct = 0.0, 0
     for start in range(0, X.shape[0], _EVAL_CHUNK):
         out = _losses.forward(weights, X[start : start + _EVAL_CHUNK], intercept)
         correct += int(np.sum(_losses.predict_index(out) == y_index[start : start + _EVAL_CHUNK]))
         if T is not None:
             total += _losses.loss_sum(out, T[start : start + _EVAL_CHUNK], loss)
-    return total / X.shape[0], correct / X.shape[0]
+    return total, correct
 
 
 def _history_template(resumed: Optional[Result]):
@@ -270,6 +294,62 @@ def _check_init(init, sizes, loss, classes, intercept):
         raise ValueError("init's state is inconsistent (corrupt checkpoint?)")
 
 
+def _settings_from(settings, kwargs) -> ADMMSettings:
+    if settings is None:
+        return ADMMSettings.from_kwargs(**kwargs)
+    if not isinstance(settings, ADMMSettings):
+        raise TypeError(f"settings must be an ADMMSettings, got {type(settings).__name__}")
+    if kwargs:
+        ADMMSettings.from_kwargs(**kwargs)  # raises naming any unknown keyword
+        return ADMMSettings(**{**settings.as_dict(), **kwargs})
+    return settings
+
+
+def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, init, comm):
+    """All boundary checks; in a distributed fit every rank raises the same error together."""
+    error = None
+    try:
+        loss = _validation.check_loss(loss)
+        max_iter = _validation.check_max_iter(max_iter)
+        hidden = _validation.check_hidden(hidden)
+        if callback is not None and not callable(callback):
+            raise TypeError("callback must be callable (or None)")
+        min_samples, min_classes = (1, 1) if comm.distributed else (2, 2)
+        X, y_index, classes = _validation.check_Xy(X, y, settings.dtype, min_samples, min_classes)
+        rng = _validation.check_random_state(random_state)
+    except (TypeError, ValueError) as exc:
+        error = exc
+    if comm.distributed:
+        # Agree on the outcome (and on the classes, the union of every rank's labels).
+        gathered = comm.allgather(None if error is None else (type(error), f"rank {comm.rank}: {error}"))
+        failed = [g for g in gathered if g is not None]
+        if failed:
+            raise failed[0][0](failed[0][1])
+        local = comm.allgather((classes, X.shape[1], X.dtype.str, X.shape[0]))
+        if len({(n, d) for _, n, d, _ in local}) != 1:
+            raise ValueError(f"every rank must hold the same number of features and dtype, got {[(n, d) for _, n, d, _ in local]}")
+        all_classes = np.unique(np.concatenate([c for c, _, _, _ in local]))
+        if all_classes.shape[0] < 2:
+            raise ValueError("y has a single class over all ranks; training needs samples of at least two classes")
+        y_index = np.searchsorted(all_classes, classes)[y_index]
+        classes = all_classes
+        counts = [n for _, _, _, n in local]
+        row_offset, n_global = int(sum(counts[: comm.rank])), int(sum(counts))
+    elif error is not None:
+        raise error
+    else:
+        row_offset, n_global = 0, X.shape[0]
+    X_test, y_test_index = _validation.check_test(X_test, y_test, classes, X.shape[1], X.dtype)
+    sizes = _layer_sizes(X.shape[1] + int(settings.intercept), hidden, _losses.n_outputs(len(classes)))
+    _check_init(init, sizes, loss, classes, settings.intercept)
+    if init is not None and init.state["lam"].shape[0] != X.shape[0]:
+        raise ValueError(
+            f"init holds the state of {init.state['lam'].shape[0]} samples but X has {X.shape[0]}; "
+            "resume on the same training set"
+        )
+    return X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset, n_global
+
+
 def train_admm(
     X,
     y,
@@ -283,6 +363,7 @@ def train_admm(
     init: Optional[Result] = None,
     callback: Optional[Callable[[dict], Optional[bool]]] = None,
     settings: Optional[ADMMSettings] = None,
+    comm=None,
     **kwargs,
 ) -> Result:
     """Train a fully connected ReLU network by ADMM (Taylor et al., 2016).
@@ -298,43 +379,26 @@ def train_admm(
     random_state : None, an int seed or a numpy Generator.
     init : a Result of an earlier fit (``fastadmm.load`` reads one back) to continue from.
     callback : called after every iteration with a dict (iteration, objective, accuracies, ...);
-        returning True stops the fit (status "converged" is not claimed: "interrupted").
+        returning True stops the fit with status "interrupted".  In a distributed fit it runs on
+        every rank with the same dict and must answer the same on every rank.
     settings : an ADMMSettings; any keyword in **kwargs overrides one of its fields
         (beta, gamma, initialization, ridge, warm_start_iter, dtype, backend, threads, ...).
+    comm : an mpi4py communicator for a data-parallel fit: each rank passes its own rows of X, y
+        (and of X_test, y_test) and gets the same weights and history back (see
+        ``fastadmm.distributed``).  None = one process.
 
     Returns
     -------
     Result
     """
     t_setup = time.perf_counter()
-    if settings is None:
-        settings = ADMMSettings.from_kwargs(**kwargs)
-    elif kwargs:
-        base = settings.as_dict()
-        bad = sorted(set(kwargs) - set(base))
-        if bad:
-            ADMMSettings.from_kwargs(**kwargs)  # raises naming the unknown keyword(s)
-        settings = ADMMSettings(**{**base, **kwargs})
-    elif not isinstance(settings, ADMMSettings):
-        raise TypeError("settings must be an ADMMSettings")
-    loss = _validation.check_loss(loss)
-    max_iter = _validation.check_max_iter(max_iter)
-    hidden = _validation.check_hidden(hidden)
-    X, y_index, classes = _validation.check_Xy(X, y, settings.dtype)
-    X_test, y_test_index = _validation.check_test(X_test, y_test, classes, X.shape[1], X.dtype)
-    rng = _validation.check_random_state(random_state)
-    if callback is not None and not callable(callback):
-        raise TypeError("callback must be callable (or None)")
-    sizes = _layer_sizes(X.shape[1] + int(settings.intercept), hidden, _losses.n_outputs(len(classes)))
-    _check_init(init, sizes, loss, classes, settings.intercept)
-    if init is not None and init.state["lam"].shape[0] != X.shape[0]:
-        raise ValueError(
-            f"init holds the state of {init.state['lam'].shape[0]} samples but X has {X.shape[0]}; "
-            "resume on the same training set"
-        )
+    settings = _settings_from(settings, kwargs)
+    comm = _comm.wrap(comm)
+    (X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset,
+     n_global) = _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, init, comm)
     kernels = _backend.get(settings.backend)
 
-    timings = {k: 0.0 for k in ("setup", "compile", "W", "a", "z", "eval", "train", "total")}
+    timings = {k: 0.0 for k in ("setup", "compile", "W", "a", "z", "eval", "train", "total", "allreduce")}
     t_compile = time.perf_counter()
     if hasattr(kernels, "warmup"):
         kernels.warmup()
@@ -343,20 +407,20 @@ def train_admm(
     limits = threadpool_limits(settings.threads) if settings.threads is not None else None
     try:
         T = _losses.targets(y_index, len(classes), X.dtype)
-        problem = _Problem(X, T, sizes, loss, settings, kernels, rng, init)
+        problem = _Problem(X, T, sizes, loss, settings, kernels, rng, init, comm, row_offset, n_global)
         timings["setup"] = time.perf_counter() - t_setup - timings["compile"]
         history = _history_template(init)
-        elapsed0 = history["elapsed"][-1] if history["elapsed"] else 0.0
-        status, message = _loop(problem, max_iter, settings, X, y_index, T, X_test, y_test_index,
-                                loss, history, timings, elapsed0, callback)
+        status, message = _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history,
+                                timings, callback)
     finally:
         if limits is not None:
             limits.unregister()
+    timings["allreduce"] = getattr(comm, "seconds", 0.0)
     timings["total"] = time.perf_counter() - t_setup
     used = settings.as_dict()
     used.update(
         hidden=list(hidden), loss=loss, max_iter=max_iter, dtype=X.dtype.name,
-        n_samples=int(X.shape[0]), n_features=int(X.shape[1]), n_classes=int(len(classes)),
+        n_samples=n_global, n_features=int(X.shape[1]), n_classes=int(len(classes)), ranks=comm.size,
         random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
     )
     return Result(
@@ -375,23 +439,47 @@ def train_admm(
     )
 
 
-def _loop(problem, max_iter, s, X, y_index, T, X_test, y_test_index, loss, history, timings, elapsed0, callback):
+def _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history, timings, callback):
+    """Sweep until a stopping rule holds; every decision uses globally reduced numbers only."""
+    s, L, comm = problem.s, problem.L, problem.comm
     start_iteration = problem.iteration
     problem.last_good_weights = problem.weights()
+    elapsed0 = history["elapsed"][-1] if history["elapsed"] else 0.0
     previous_objective = history["objective"][-1] if history["objective"] else None
     first_objective = None
     train_time = 0.0
+    n_test = 0 if X_test is None else X_test.shape[0]
     status, message = "max_iter", f"stopped at max_iter={max_iter}"
     with deferred_sigint() as interrupted:
         for _ in range(max_iter):
             t0 = time.perf_counter()
             try:
                 with np.errstate(over="ignore", invalid="ignore"):
-                    objective, rz, ra = problem.sweep(timings)
+                    sums, penalties = problem.sweep(timings)
             except (_linalg.NonFiniteError, np.linalg.LinAlgError) as exc:
+                # Raised only on globally reduced (identical) quantities: every rank breaks here.
                 status, message = "diverged", f"iteration {problem.iteration + 1}: {exc}"
                 break
             train_time += time.perf_counter() - t0
+            weights = problem.weights()
+            # Evaluation (an ordinary forward pass) is timed apart from training.
+            t_eval = time.perf_counter()
+            evaluate = bool(s.eval_every) and (problem.iteration - start_iteration) % s.eval_every == 0
+            train_loss_sum = train_correct = test_correct = 0.0
+            if evaluate:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    train_loss_sum, train_correct = _evaluate(weights, X, y_index, T, loss, s.intercept)
+                    if X_test is not None:
+                        test_correct = _evaluate(weights, X_test, y_test_index, None, loss, s.intercept)[1]
+            timings["eval"] += time.perf_counter() - t_eval
+            # One reduction per iteration: the sweep's sums, evaluation counts, clocks and flags.
+            extra = np.array([train_loss_sum, train_correct, X.shape[0], test_correct, n_test,
+                              train_time, float(bool(interrupted))])
+            total = comm.allreduce(np.concatenate([sums, extra]))
+            sums, (train_loss_sum, train_correct, n_train, test_correct, n_test_all, mean_time,
+                   any_interrupt) = total[: sums.shape[0]], total[sums.shape[0]:]
+            mean_time /= comm.size
+            objective = _objective(sums, L, penalties)
             if not math.isfinite(objective):
                 status, message = "diverged", f"iteration {problem.iteration}: the objective is {objective}"
                 break
@@ -402,39 +490,33 @@ def _loop(problem, max_iter, s, X, y_index, T, X_test, y_test_index, loss, histo
                 message = (f"iteration {problem.iteration}: the objective grew from {first_objective:.3g} "
                            f"to {objective:.3g}")
                 break
-            weights = problem.weights()
             if not all(np.isfinite(W).all() for W in weights):
                 status, message = "diverged", f"iteration {problem.iteration}: a weight became NaN or infinite"
                 break
             problem.last_good_weights = weights
-            # Evaluation (an ordinary forward pass) is timed apart from training.
-            t_eval = time.perf_counter()
-            train_loss = train_acc = test_acc = float("nan")
-            if s.eval_every and (problem.iteration - start_iteration) % s.eval_every == 0:
-                train_loss, train_acc = _evaluate(weights, X, y_index, T, loss, s.intercept)
-                if X_test is not None:
-                    test_acc = _evaluate(weights, X_test, y_test_index, None, loss, s.intercept)[1]
-            timings["eval"] += time.perf_counter() - t_eval
+            nan = float("nan")
             record = dict(
-                iteration=problem.iteration, elapsed=elapsed0 + train_time, objective=objective,
-                residual_z=rz, residual_a=ra, train_loss=train_loss, train_accuracy=train_acc,
-                test_accuracy=test_acc, beta=problem.beta[1], gamma=problem.gamma[1],
+                iteration=problem.iteration, elapsed=elapsed0 + mean_time, objective=objective,
+                residual_z=[math.sqrt(v) for v in sums[:L]], residual_a=[math.sqrt(v) for v in sums[L : 2 * L - 1]],
+                train_loss=train_loss_sum / n_train if evaluate else nan,
+                train_accuracy=train_correct / n_train if evaluate else nan,
+                test_accuracy=test_correct / n_test_all if evaluate and n_test_all else nan,
+                beta=penalties[0][1], gamma=penalties[1][1],
             )
             for key, value in record.items():
                 history[key].append(value)
             if callback is not None and callback(dict(record)):
                 status, message = "interrupted", f"the callback stopped the fit at iteration {problem.iteration}"
                 break
-            if interrupted:
+            if any_interrupt or (not comm.distributed and interrupted):
                 status, message = "interrupted", f"interrupted (Ctrl-C) after iteration {problem.iteration}"
                 break
-            if s.time_limit is not None and train_time >= s.time_limit:
+            if s.time_limit is not None and mean_time >= s.time_limit:
                 status, message = "time_limit", f"time_limit={s.time_limit} s reached after iteration {problem.iteration}"
                 break
             if s.tol > 0 and previous_objective is not None:
                 change = abs(objective - previous_objective) / max(abs(objective), 1e-30)
-                out_norm = float(np.linalg.norm(problem.Z[problem.L]))
-                primal = rz[-1] / max(out_norm, 1e-30)
+                primal = math.sqrt(sums[L - 1] / max(sums[2 * L + 1], 1e-300))
                 if change < s.tol and primal < s.tol:
                     status = "converged"
                     message = f"converged at iteration {problem.iteration} (objective change {change:.2e}, residual {primal:.2e})"

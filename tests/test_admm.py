@@ -210,10 +210,11 @@ def test_singular_gram_does_not_crash():
 
 def test_penalty_growth_is_applied_and_capped():
     X, y = blobs()
-    res = train_admm(X, y, hidden=(8,), max_iter=6, penalty_growth=2.0, penalty_every=2, penalty_max=5.0,
+    res = train_admm(X, y, hidden=(8,), max_iter=7, penalty_growth=2.0, penalty_every=2, penalty_max=5.0,
                      random_state=0, tol=0)
-    assert res.history["beta"] == [1.0, 2.0, 2.0, 4.0, 4.0, 5.0]
-    assert res.history["gamma"][-1] == 5.0
+    # The history records the penalties each sweep used; growth applies after sweeps 2, 4, 6.
+    assert res.history["beta"] == [1.0, 1.0, 2.0, 2.0, 4.0, 4.0, 5.0]
+    assert res.history["gamma"] == [10.0, 10.0, 5.0, 5.0, 5.0, 5.0, 5.0]
 
 
 def test_same_seed_same_result_and_different_seed_differs():
