@@ -4,6 +4,7 @@ Public names: train_admm, train_sgd, Result, ADMMSettings, ADMMClassifier, kerne
 """
 
 from . import kernels
+from ._checkpoint import CheckpointError, load
 from ._result import Result
 from ._settings import ADMMSettings
 from .admm import ConvergenceWarning, DivergenceWarning, train_admm
@@ -13,10 +14,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ADMMClassifier",
     "ADMMSettings",
+    "CheckpointError",
     "ConvergenceWarning",
     "DivergenceWarning",
     "Result",
     "kernels",
+    "load",
     "train_admm",
     "__version__",
 ]

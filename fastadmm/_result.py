@@ -65,6 +65,17 @@ class Result:
         """Accuracy of predict(X) against labels y."""
         return float(np.mean(self.predict(X) == np.asarray(y)))
 
+    def save(self, path):
+        """Write this Result (weights, history, settings and the state to resume) to `path` (.npz).
+
+        The file is written to a temporary name, flushed and renamed into place, so an existing
+        checkpoint at `path` stays intact until the new one is complete.  Read it back with
+        ``fastadmm.load(path)``.
+        """
+        from ._checkpoint import save
+
+        return save(self, path)
+
     def __repr__(self) -> str:
         shapes = " -> ".join(str(W.shape[1]) for W in self.weights).replace(
             str(self.weights[0].shape[1]), str(self.weights[0].shape[1] - int(self.intercept)), 1

@@ -364,6 +364,8 @@ def train_admm(
     callback: Optional[Callable[[dict], Optional[bool]]] = None,
     settings: Optional[ADMMSettings] = None,
     comm=None,
+    checkpoint=None,
+    checkpoint_every: int = 10,
     **kwargs,
 ) -> Result:
     """Train a fully connected ReLU network by ADMM (Taylor et al., 2016).
@@ -386,6 +388,10 @@ def train_admm(
     comm : an mpi4py communicator for a data-parallel fit: each rank passes its own rows of X, y
         (and of X_test, y_test) and gets the same weights and history back (see
         ``fastadmm.distributed``).  None = one process.
+    checkpoint : a path: every ``checkpoint_every`` iterations, and when the fit stops, the Result so
+        far is saved there (atomically; see ``Result.save``).  In a distributed fit each rank saves
+        its own rows' state to ``<path>.rank<k>.npz``.
+    checkpoint_every : iterations between two checkpoints.
 
     Returns
     -------
@@ -394,6 +400,7 @@ def train_admm(
     t_setup = time.perf_counter()
     settings = _settings_from(settings, kwargs)
     comm = _comm.wrap(comm)
+    checkpoint = _checkpoint_path(checkpoint, checkpoint_every, comm)
     (X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset,
      n_global) = _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, init, comm)
     kernels = _backend.get(settings.backend)
@@ -410,36 +417,60 @@ def train_admm(
         problem = _Problem(X, T, sizes, loss, settings, kernels, rng, init, comm, row_offset, n_global)
         timings["setup"] = time.perf_counter() - t_setup - timings["compile"]
         history = _history_template(init)
+        used = settings.as_dict()
+        used.update(
+            hidden=list(hidden), loss=loss, max_iter=max_iter, dtype=X.dtype.name,
+            n_samples=n_global, n_features=int(X.shape[1]), n_classes=int(len(classes)), ranks=comm.size,
+            random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
+        )
+
+        def make_result(status, message, final=True):
+            if final:
+                timings["allreduce"] = getattr(comm, "seconds", 0.0)
+                timings["total"] = time.perf_counter() - t_setup
+            return Result(
+                status=status,
+                n_iter=problem.iteration,
+                weights=problem.last_good_weights,
+                classes=classes,
+                loss=loss,
+                method="admm",
+                history=history if final else {k: list(v) for k, v in history.items()},
+                timings=dict(timings),
+                settings=used,
+                state=problem.state() if status != "diverged" else None,
+                message=message,
+                intercept=settings.intercept,
+            )
+
         status, message = _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history,
-                                timings, callback)
+                                timings, callback, checkpoint, checkpoint_every, make_result)
     finally:
         if limits is not None:
             limits.unregister()
-    timings["allreduce"] = getattr(comm, "seconds", 0.0)
-    timings["total"] = time.perf_counter() - t_setup
-    used = settings.as_dict()
-    used.update(
-        hidden=list(hidden), loss=loss, max_iter=max_iter, dtype=X.dtype.name,
-        n_samples=n_global, n_features=int(X.shape[1]), n_classes=int(len(classes)), ranks=comm.size,
-        random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
-    )
-    return Result(
-        status=status,
-        n_iter=problem.iteration,
-        weights=problem.last_good_weights,
-        classes=classes,
-        loss=loss,
-        method="admm",
-        history=history,
-        timings=timings,
-        settings=used,
-        state=problem.state() if status != "diverged" else None,
-        message=message,
-        intercept=settings.intercept,
-    )
+    result = make_result(status, message)
+    if checkpoint is not None and status != "diverged":
+        result.save(checkpoint)
+    return result
 
 
-def _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history, timings, callback):
+def _checkpoint_path(checkpoint, every, comm):
+    if checkpoint is None:
+        return None
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"checkpoint_every must be an integer >= 1, got {every!r}")
+    from pathlib import Path
+
+    path = Path(checkpoint)
+    if comm.size > 1:
+        path = path.with_name(f"{path.name.removesuffix('.npz')}.rank{comm.rank}.npz")
+    if not path.parent.is_dir():
+        raise ValueError(f"checkpoint folder {path.parent} does not exist; create it or pass another path")
+    return path
+
+
+def _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history, timings, callback,
+          checkpoint=None, checkpoint_every=10, make_result=None):
     """Sweep until a stopping rule holds; every decision uses globally reduced numbers only."""
     s, L, comm = problem.s, problem.L, problem.comm
     start_iteration = problem.iteration
@@ -505,6 +536,8 @@ def _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history,
             )
             for key, value in record.items():
                 history[key].append(value)
+            if checkpoint is not None and (problem.iteration - start_iteration) % checkpoint_every == 0:
+                make_result("interrupted", f"checkpoint at iteration {problem.iteration}", final=False).save(checkpoint)
             if callback is not None and callback(dict(record)):
                 status, message = "interrupted", f"the callback stopped the fit at iteration {problem.iteration}"
                 break
