@@ -10,7 +10,9 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-compile_args = ["-O3"]
+# -fno-trapping-math lets GCC vectorise the branch selection (measured 2.1x -> ~1.3x of a copy for the
+# ReLU kernel); -ffp-contract=off keeps results bit-identical to the NumPy reference (no fused multiply-add).
+compile_args = ["-O3", "-fno-trapping-math", "-ffp-contract=off"]
 if os.environ.get("FASTADMM_NATIVE") == "1":
     compile_args.append("-march=native")
 

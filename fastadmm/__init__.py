@@ -8,6 +8,7 @@ from ._checkpoint import CheckpointError, load
 from ._result import Result
 from ._settings import ADMMSettings
 from .admm import ConvergenceWarning, DivergenceWarning, train_admm
+from .sgd import SGDSettings, train_sgd
 
 __version__ = "0.1.0"
 
@@ -18,9 +19,11 @@ __all__ = [
     "ConvergenceWarning",
     "DivergenceWarning",
     "Result",
+    "SGDSettings",
     "kernels",
     "load",
     "train_admm",
+    "train_sgd",
     "__version__",
 ]
 

@@ -14,6 +14,13 @@ from ._losses import LOSSES
 _LOSS_CODE = {"mse": 0, "hinge": 1}
 
 
+def _check_real(names_arrays):
+    """Name the first argument that does not hold real numbers (before any conversion)."""
+    for name, arr in names_arrays:
+        if arr.dtype.kind not in "fiub":
+            raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}; use .astype(np.float64)")
+
+
 def _float_dtype(*arrays):
     dt = np.result_type(*arrays)
     if dt == np.float32:
@@ -64,7 +71,9 @@ def relu_z(a, m, beta, gamma, *, backend="cython", out=None):
     """
     beta = _scalar("beta", beta)
     gamma = _scalar("gamma", gamma)
-    dtype = _float_dtype(np.asarray(a), np.asarray(m))
+    a, m = np.asarray(a), np.asarray(m)
+    _check_real([("a", a), ("m", m)])
+    dtype = _float_dtype(a, m)
     shape, (a, m) = _prepare([("a", a), ("m", m)], dtype)
     z = _out(out, shape, dtype)
     hz = np.empty(shape, dtype=dtype)
@@ -80,7 +89,9 @@ def output_z(y, m, lam, beta, *, loss="mse", backend="cython", out=None):
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     beta = _scalar("beta", beta)
-    dtype = _float_dtype(np.asarray(m), np.asarray(lam))
+    y, m, lam = np.asarray(y), np.asarray(m), np.asarray(lam)
+    _check_real([("y", y), ("m", m), ("lam", lam)])
+    dtype = _float_dtype(m, lam)
     shape, (y, m, lam) = _prepare([("y", y), ("m", m), ("lam", lam)], dtype)
     if loss == "hinge" and not np.all((y == 0) | (y == 1)):
         raise ValueError("y must hold 0/1 targets for loss='hinge'")

@@ -1,0 +1,246 @@
+# cython: language_level=3
+"""Compiled twins of ``_kernels_numpy.py`` (same names, same arguments, same results).
+
+The kernel contract is written in the docstring of ``fastadmm._kernels_numpy``.  Each kernel is one
+pass over its arrays, under ``nogil``, with no heap allocation.  One source serves float32 and
+float64 through the fused type ``floating``.  Every per-entry operation is carried out in the
+arrays' own dtype and in the same order as the NumPy backend, so the arrays written agree with it
+bit for bit, provided the C compiler does not contract a*b + c into a fused multiply-add (build
+with ``-ffp-contract=off`` where the target has FMA: aarch64, or x86-64 with -march=native).  The
+returned sums are accumulated in float64.
+
+Speed: the arrays are walked in chunks of ``CHUNK`` entries.  A flat, branch-free loop writes the
+outputs and each entry's float64 sum terms into small stack buffers; the buffers are then summed
+pairwise by halving (``buf[j] += buf[j + h]``).  Neither loop is a serial reduction, so GCC
+vectorises both without reassociating anything (-ffast-math is never needed).  GCC turns the
+selects into vector blends only with ``-fno-trapping-math``, which changes no value (it only lets
+the compiler evaluate a floating-point operation that the source evaluates on one side of a
+select; GCC's PRE moves such operations into the branches).  Without it the code is correct but
+GCC keeps the ReLU and hinge selects as scalar branches, about 6-10x slower on random data.
+When z_out is m, both are passed as one pointer, so the compiler needs no run-time overlap test.
+The loops touch no Python object (``cython -a``: only the entry, ``with nogil`` and return lines).
+"""
+
+from cython cimport floating
+
+# Checked by fastadmm._backend: bump it together with _backend.KERNEL_ABI when a signature changes.
+KERNEL_ABI = 1
+
+MSE = 0
+HINGE = 1
+
+cdef enum:
+    CHUNK = 256     # entries per chunk; the sum buffers take 3 * 256 * 8 bytes of stack
+
+
+cdef inline double _pairwise_sum(double* buf) noexcept nogil:
+    # float(np.sum(buf[:CHUNK])), pairwise: buf[:h] += buf[h:2h] for h = CHUNK/2, ..., 1
+    cdef Py_ssize_t h = CHUNK // 2
+    cdef Py_ssize_t j
+    while h >= 1:
+        for j in range(h):
+            buf[j] = buf[j] + buf[j + h]
+        h = h // 2
+    return buf[0]
+
+
+cdef inline void _zero_tail(double* buf, Py_ssize_t start) noexcept nogil:
+    # buf[start:CHUNK] = 0 (only the last, partial chunk)
+    cdef Py_ssize_t j
+    for j in range(start, CHUNK):
+        buf[j] = 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# ReLU z-update, one entry (NumPy backend, elementwise):
+#   zp = np.maximum((gamma*a + beta*m) / (gamma + beta), 0);  zn = np.minimum(m, 0)
+#   fp = gamma*(a - zp)**2 + beta*(zp - m)**2;  fn = gamma*a**2 + beta*(zn - m)**2
+#   keep_p = fp <= fn;  z = where(keep_p, zp, zn);  hz = where(keep_p, zp, 0)
+#   rz2 = float64(z - m)**2;  ra2 = float64(a - hz)**2
+# The selects are ternaries on values already computed; `t < 0 ? 0 : t` keeps a NaN as np.maximum
+# does, and a NaN objective compares false, so the entry takes zn as in NumPy.
+# a[i], m[i] are passed by value, so they are read before z is stored: z_out may be m.
+# --------------------------------------------------------------------------------------------------
+cdef inline void _relu_one(floating ai, floating mi, floating g, floating b, floating gb,
+                           floating* z, floating* hz, double* rz2, double* ra2) noexcept nogil:
+    cdef floating zero = 0
+    cdef floating t = (g * ai + b * mi) / gb
+    cdef floating zp = zero if t < zero else t
+    cdef floating zn = zero if mi > zero else mi
+    cdef floating dp = ai - zp
+    cdef floating ep = zp - mi
+    cdef floating en = zn - mi
+    cdef floating fp = g * (dp * dp) + b * (ep * ep)
+    cdef floating fn = g * (ai * ai) + b * (en * en)
+    cdef bint keep_p = fp <= fn
+    cdef floating zi = zp if keep_p else zn
+    cdef floating hi = zp if keep_p else zero
+    cdef double r = <double>(zi - mi)
+    cdef double q = <double>(ai - hi)
+    z[0] = zi
+    hz[0] = hi
+    rz2[0] = r * r
+    ra2[0] = q * q
+
+
+cdef inline void _relu_chunk(const floating* a, const floating* m, floating* z, floating* hz,
+                             Py_ssize_t cn, floating g, floating b, floating gb,
+                             double* buf_rz, double* buf_ra) noexcept nogil:
+    # z[:cn], hz[:cn] = the elementwise update; buf_rz[:cn], buf_ra[:cn] = the squared residuals
+    cdef Py_ssize_t j
+    for j in range(cn):
+        _relu_one(a[j], m[j], g, b, gb, &z[j], &hz[j], &buf_rz[j], &buf_ra[j])
+
+
+def relu_z_update(const floating[::1] a, const floating[::1] m, double beta, double gamma,
+                  floating[::1] z_out, floating[::1] hz_out):
+    """z = argmin gamma*(a - relu(z))^2 + beta*(z - m)^2 entrywise; returns (sum (z-m)^2, sum (a-relu z)^2)."""
+    cdef Py_ssize_t n = a.shape[0]
+    cdef Py_ssize_t c0 = 0, cn
+    # beta, gamma = dt(beta), dt(gamma); the denominator gamma + beta is formed in dt as in NumPy
+    cdef floating b = <floating>beta
+    cdef floating g = <floating>gamma
+    cdef floating gb = g + b
+    cdef double buf_rz[CHUNK]
+    cdef double buf_ra[CHUNK]
+    cdef double rz = 0.0, ra = 0.0
+    if n == 0:
+        return rz, ra
+    cdef const floating* ap = &a[0]
+    cdef const floating* mp = &m[0]
+    cdef floating* zp = &z_out[0]
+    cdef floating* hp = &hz_out[0]
+    # z_out is m (the training loop's case): pass one pointer for both, so that the compiler sees
+    # that they are equal instead of testing for overlap at run time (a test that fails, and falls
+    # back to scalar code, when the arrays are the same).
+    cdef bint same = <const void*>zp == <const void*>mp
+    with nogil:
+        while c0 < n:
+            cn = n - c0 if n - c0 < CHUNK else CHUNK
+            if same:
+                _relu_chunk(ap + c0, zp + c0, zp + c0, hp + c0, cn, g, b, gb, buf_rz, buf_ra)
+            else:
+                _relu_chunk(ap + c0, mp + c0, zp + c0, hp + c0, cn, g, b, gb, buf_rz, buf_ra)
+            if cn < CHUNK:
+                _zero_tail(buf_rz, cn)
+                _zero_tail(buf_ra, cn)
+            # rz += np.dot(z - m, z - m); ra += np.dot(a - hz, a - hz)  (up to summation order)
+            rz += _pairwise_sum(buf_rz)
+            ra += _pairwise_sum(buf_ra)
+            c0 += cn
+    return rz, ra
+
+
+# --------------------------------------------------------------------------------------------------
+# Output z-update, one entry (NumPy backend, elementwise):
+#   mse:   z = (y - lam/2 + beta*m) / (1 + beta)
+#   hinge: t = m - lam/(2*beta);  s = 1/(2*beta)
+#          z = where(y > 0.5, np.maximum(t, np.minimum(1, t + s)), np.minimum(t, np.maximum(0, t - s)))
+#   loss2 = loss(float64(z), float64(y));  lz2 = float64(lam_old) * float64(z);  rz2 = float64(z - m)**2
+#   if lam_step: lam += beta * (z - m)   (in the array dtype)
+# `loss` and `lam_step` are literals at every call site, so each loop copy folds them away.
+# All inputs of the entry are passed by value before z and lam are stored, so z_out may be m.
+# A NaN t makes t +- s NaN too, so these plain ternary max/min propagate NaN as NumPy does.
+# --------------------------------------------------------------------------------------------------
+cdef inline void _output_one(floating yi, floating mi, floating li, floating b, floating bp1,
+                             floating c2b, floating s, int loss, bint lam_step,
+                             floating* z, floating* lam, double* loss2, double* lz2,
+                             double* rz2) noexcept nogil:
+    cdef floating zero = 0, one = 1, two = 2, half = 0.5
+    cdef floating zi, t, u, v
+    cdef double zd, dl
+    cdef bint pos = yi > half
+    if loss == 0:
+        zi = (yi - li / two + b * mi) / bp1
+        zd = <double>zi
+        dl = zd - <double>yi
+        loss2[0] = dl * dl
+    else:
+        t = mi - li / c2b
+        u = t + s                        # y = 1: max(t, min(1, t + s))
+        u = one if one <= u else u
+        u = t if t >= u else u
+        v = t - s                        # y = 0: min(t, max(0, t - s))
+        v = zero if zero >= v else v
+        v = t if t <= v else v
+        zi = u if pos else v
+        zd = <double>zi
+        dl = (1.0 - zd) if pos else zd   # max(1 - z, 0) where y = 1, max(z, 0) where y = 0
+        loss2[0] = 0.0 if dl < 0.0 else dl
+    cdef floating r = zi - mi
+    cdef double rd = <double>r
+    lz2[0] = <double>li * zd
+    rz2[0] = rd * rd
+    z[0] = zi
+    if lam_step:
+        lam[0] = li + b * r
+
+
+cdef inline void _output_chunk(const floating* y, const floating* m, floating* lam, floating* z,
+                               Py_ssize_t cn, floating b, floating bp1, floating c2b, floating s,
+                               int loss, bint lam_step, double* buf_loss, double* buf_lz,
+                               double* buf_rz) noexcept nogil:
+    # z[:cn] (and lam[:cn]) = the elementwise update; buf_*[:cn] = the per-entry sum terms.
+    # One loop copy per (loss, lam_step), each calling _output_one with literal flags, so that no
+    # flag is tested inside a loop.
+    cdef Py_ssize_t j
+    if loss == 0 and lam_step:
+        for j in range(cn):
+            _output_one(y[j], m[j], lam[j], b, bp1, c2b, s, 0, True, &z[j], &lam[j],
+                        &buf_loss[j], &buf_lz[j], &buf_rz[j])
+    elif loss == 0:
+        for j in range(cn):
+            _output_one(y[j], m[j], lam[j], b, bp1, c2b, s, 0, False, &z[j], &lam[j],
+                        &buf_loss[j], &buf_lz[j], &buf_rz[j])
+    elif lam_step:
+        for j in range(cn):
+            _output_one(y[j], m[j], lam[j], b, bp1, c2b, s, 1, True, &z[j], &lam[j],
+                        &buf_loss[j], &buf_lz[j], &buf_rz[j])
+    else:
+        for j in range(cn):
+            _output_one(y[j], m[j], lam[j], b, bp1, c2b, s, 1, False, &z[j], &lam[j],
+                        &buf_loss[j], &buf_lz[j], &buf_rz[j])
+
+
+def output_z_update(const floating[::1] y, const floating[::1] m, floating[::1] lam, double beta,
+                    int loss, bint lam_step, floating[::1] z_out):
+    """z = argmin loss(z, y) + lam*z + beta*(z - m)^2 entrywise; returns (loss_sum, lam_dot_z, rz)."""
+    cdef Py_ssize_t n = m.shape[0]
+    cdef Py_ssize_t c0 = 0, cn
+    cdef floating b = <floating>beta
+    cdef floating one = 1, two = 2
+    cdef floating bp1 = one + b          # dt(1) + beta
+    cdef floating c2b = two * b          # dt(2) * beta
+    cdef floating s = one / c2b          # dt(1) / (dt(2) * beta)
+    cdef double buf_loss[CHUNK]
+    cdef double buf_lz[CHUNK]
+    cdef double buf_rz[CHUNK]
+    cdef double loss_sum = 0.0, lam_dot_z = 0.0, rz = 0.0
+    if loss != 0 and loss != 1:
+        raise ValueError(f"loss code must be 0 (mse) or 1 (hinge), got {loss}")
+    if n == 0:
+        return loss_sum, lam_dot_z, rz
+    cdef const floating* yp = &y[0]
+    cdef const floating* mp = &m[0]
+    cdef floating* lp = &lam[0]
+    cdef floating* zp = &z_out[0]
+    cdef bint same = <const void*>zp == <const void*>mp   # z_out is m: see relu_z_update
+    with nogil:
+        while c0 < n:
+            cn = n - c0 if n - c0 < CHUNK else CHUNK
+            if same:
+                _output_chunk(yp + c0, zp + c0, lp + c0, zp + c0, cn, b, bp1, c2b, s, loss, lam_step,
+                              buf_loss, buf_lz, buf_rz)
+            else:
+                _output_chunk(yp + c0, mp + c0, lp + c0, zp + c0, cn, b, bp1, c2b, s, loss, lam_step,
+                              buf_loss, buf_lz, buf_rz)
+            if cn < CHUNK:
+                _zero_tail(buf_loss, cn)
+                _zero_tail(buf_lz, cn)
+                _zero_tail(buf_rz, cn)
+            # loss_sum += sum(loss(z, y)); lam_dot_z += np.dot(lam_old, z); rz += np.dot(z - m, z - m)
+            loss_sum += _pairwise_sum(buf_loss)
+            lam_dot_z += _pairwise_sum(buf_lz)
+            rz += _pairwise_sum(buf_rz)
+            c0 += cn
+    return loss_sum, lam_dot_z, rz

@@ -1,0 +1,95 @@
+"""A plain NumPy gradient descent / SGD with momentum, in the paper's column layout, for the tests.
+
+Written from the definitions in fastadmm/sgd.py's docstring with no attempt at speed: back
+propagation by the chain rule on one column per sample, the objective the mean over the batch of
+the per-sample loss summed over the outputs, heavy-ball momentum in PyTorch's form.  It shares no
+code with fastadmm except the documented initialisation and permutation draws (re-implemented).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def targets(y, k):
+    """(n_outputs, n) 0/1 targets: one row for two classes, one-hot rows for k > 2."""
+    if k == 2:
+        return y[None, :].astype(float)
+    return np.eye(k)[y].T
+
+
+def initial_weights(rng, sizes, init_scale=None, intercept=False):
+    """He-uniform (bound sqrt(6/fan_in), sqrt(3/fan_in) for the output layer) or N(0, init_scale^2)."""
+    L = len(sizes) - 1
+    W = []
+    for l in range(1, L + 1):
+        shape = (sizes[l], sizes[l - 1])
+        if init_scale is None:
+            b = math.sqrt((6.0 if l < L else 3.0) / sizes[l - 1])
+            Wl = rng.uniform(-b, b, shape)
+        else:
+            Wl = rng.normal(0.0, init_scale, shape)
+        if l == 1 and intercept:
+            Wl = np.hstack([Wl, np.zeros((sizes[1], 1))])
+        W.append(Wl)
+    return W
+
+
+def loss_and_gradient(W, a0, t, loss, intercept=False):
+    """Mean loss over the columns of a0 and its gradient w.r.t. every W (list, same shapes)."""
+    n = a0.shape[1]
+    if intercept:
+        a0 = np.vstack([a0, np.ones((1, n))])
+    a, z = [a0], [None]
+    for l, Wl in enumerate(W, start=1):
+        z.append(Wl @ a[-1])
+        if l < len(W):
+            a.append(np.maximum(z[-1], 0.0))
+    o = z[-1]
+    if loss == "mse":
+        value = np.sum((o - t) ** 2)
+        d = 2.0 * (o - t)
+    else:
+        pos = t > 0.5
+        value = np.sum(np.where(pos, np.maximum(1 - o, 0), np.maximum(o, 0)))
+        d = np.where(pos, -(o < 1).astype(float), (o > 0).astype(float))
+    d = d / n
+    grads = [None] * len(W)
+    for l in range(len(W), 0, -1):
+        grads[l - 1] = d @ a[l - 1].T
+        if l > 1:
+            d = (W[l - 1].T @ d) * (z[l - 1] > 0)
+    return value / n, grads
+
+
+def momentum_step(W, V, G, lr, momentum, nesterov=False):
+    """v <- momentum v + g;  W <- W - lr v  (or W - lr (g + momentum v) with Nesterov)."""
+    newW, newV = [], []
+    for Wl, Vl, Gl in zip(W, V, G):
+        v = momentum * Vl + Gl
+        step = Gl + momentum * v if nesterov else v
+        newW.append(Wl - lr * step)
+        newV.append(v)
+    return newW, newV
+
+
+def train(X, y, sizes, *, lr, momentum, iterations, batch_size=None, loss="mse", seed=0, init_scale=None,
+          nesterov=False, intercept=True):
+    """Weights after `iterations` GD steps (batch_size None) or SGD epochs over rows X (n, d)."""
+    rng = np.random.default_rng(seed)
+    W = initial_weights(rng, sizes, init_scale, intercept)
+    V = [np.zeros_like(Wl) for Wl in W]
+    k = len(np.unique(y))
+    n = X.shape[0]
+    for _ in range(iterations):
+        if batch_size is None:
+            batches = [np.arange(n)]
+        else:
+            order = rng.permutation(n)
+            batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
+        for rows in batches:
+            _, G = loss_and_gradient(W, X[rows].T, targets(y[rows], k), loss, intercept)
+            W, V = momentum_step(W, V, G, lr, momentum, nesterov)
+    return W
