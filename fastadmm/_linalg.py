@@ -16,13 +16,17 @@ class NonFiniteError(ArithmeticError):
     """An iterate became NaN or infinite (the driver turns this into status "diverged")."""
 
 
-def ridge_value(G: np.ndarray, ridge: float) -> float:
-    """The absolute ridge: `ridge` times the mean diagonal of the Gram (or `ridge` if that is 0)."""
-    scale = float(np.trace(G)) / G.shape[0]
+def ridge_value(G: np.ndarray, ridge: float, n_diag: int | None = None) -> float:
+    """The absolute ridge: `ridge` times the mean diagonal of the Gram (or `ridge` if that is 0).
+
+    `n_diag` is the number of diagonal entries the mean is taken over (default: G's own); a Gram
+    with all-zero features left out passes the full count, so that the ridge does not change.
+    """
+    scale = float(np.trace(G)) / (G.shape[0] if n_diag is None else n_diag)
     return ridge * scale if scale > 0 else ridge
 
 
-def gram_inverse(G: np.ndarray, ridge: float) -> np.ndarray:
+def gram_inverse(G: np.ndarray, ridge: float, n_diag: int | None = None) -> np.ndarray:
     """(G + r I)^-1 by Cholesky, or the pseudo-inverse G^+ when ridge == 0 (the paper's W = z a^+).
 
     G is a Gram matrix a a^T (symmetric positive semi-definite); returned in float64.
@@ -31,7 +35,7 @@ def gram_inverse(G: np.ndarray, ridge: float) -> np.ndarray:
     if not np.isfinite(G).all():
         raise NonFiniteError("the Gram matrix a a^T holds NaN or infinity")
     if ridge > 0:
-        G.flat[:: G.shape[0] + 1] += ridge_value(G, ridge)
+        G.flat[:: G.shape[0] + 1] += ridge_value(G, ridge, n_diag)
         try:
             factor = sla.cho_factor(G, lower=True, check_finite=False)
             return sla.cho_solve(factor, np.eye(G.shape[0]), check_finite=False)

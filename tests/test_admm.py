@@ -60,6 +60,42 @@ def test_iterates_match_plain_numpy_algorithm(backend, loss, k, intercept):
     assert res.n_iter == iters and res.status == "max_iter"
 
 
+@pytest.mark.parametrize("intercept", [True, False])
+@pytest.mark.parametrize("init", ["forward", "gaussian"])
+def test_all_zero_features_are_left_out_exactly(intercept, init):
+    """Three of seven features are 0 in every sample (like MNIST's border pixels): the fit uses a
+    compacted X, yet gives the full-width weights of the plain algorithm, exactly 0 on those features."""
+    X, y = blobs(n=60, d=7, k=2, seed=5)
+    zero = [1, 4, 6]
+    X[:, zero] = 0.0
+    X_test, y_test = blobs(n=30, d=7, k=2, seed=6)  # non-zero on those features: they meet zero weights
+    hidden = (6, 5)
+    a0 = np.hstack([X, np.ones((60, 1))]).T if intercept else X.T
+    sizes = [a0.shape[0], *hidden, 1]
+    kw = dict(beta=1.5, gamma=4.0, ridge=1e-2, multiplier=True)
+    common = dict(hidden=hidden, random_state=3, warm_start_iter=2, init_scale=0.3, tol=0, intercept=intercept,
+                  initialization=init, X_test=X_test, y_test=y_test, **kw)
+    res = train_admm(X, y, max_iter=6, **common)
+    plain = train_admm(X, y, max_iter=6, skip_zero_inputs=False, **common)
+    if init == "forward":
+        W0, z0, A0 = ref.forward_init(a0, sizes, 0.3, seed=3)
+        W, z, a, lam = ref.admm(a0, _targets(y, 2), sizes, 6, warm=2, loss="mse", W=W0, z=z0, a=A0, **kw)
+        for l in range(1, len(sizes)):
+            np.testing.assert_allclose(res.weights[l - 1], W[l], rtol=1e-7, atol=1e-9)
+    assert res.weights[0].shape == (6, 7 + intercept)
+    assert np.all(res.weights[0][:, zero] == 0.0)
+    for got, want in zip(res.weights, plain.weights):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(res.state["lam"], plain.state["lam"], rtol=1e-9, atol=1e-12)
+    assert res.history["test_accuracy"] == plain.history["test_accuracy"]
+    assert res.history["train_accuracy"] == plain.history["train_accuracy"]
+    # Resuming (weights come back at full width) continues the same compacted fit.
+    first = train_admm(X, y, max_iter=3, **common)
+    second = train_admm(X, y, max_iter=3, init=first, **common)
+    for got, want in zip(second.weights, res.weights):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_paper_settings_match_plain_numpy_algorithm():
     """initialization='gaussian', ridge 0 (pseudo-inverse): the algorithm exactly as published."""
     X, y = blobs(n=50, d=6, k=2, seed=5)
