@@ -286,6 +286,8 @@ GOOD_X, GOOD_Y = blobs(n=20, d=4)
     [
         (dict(X=np.full((20, 4), np.nan)), ValueError, "X contains NaN"),
         (dict(X=np.where(np.eye(20, 4) > 0, np.inf, 0.0)), ValueError, "X contains NaN or infinity"),
+        (dict(X=np.where(np.eye(20, 4) > 0, -np.inf, 0.0)), ValueError, "X contains NaN or infinity"),
+        (dict(X_test=np.full((5, 4), np.nan), y_test=np.zeros(5, int)), ValueError, "X_test contains NaN"),
         (dict(X=np.zeros(20)), ValueError, "X must be 2-D"),
         (dict(X=np.zeros((20, 4, 1))), ValueError, "X must be 2-D"),
         (dict(y=GOOD_Y[:-1]), ValueError, "y has 19 labels but X has 20"),
