@@ -160,9 +160,9 @@ class _Problem:
         else:  # "gaussian": the paper's unit Gaussians for every z_l and a_l
             rows = slice(row_offset, row_offset + N)  # this rank's rows of the one-process draw
             for l in range(1, L + 1):
-                self.Z[l][...] = rng.standard_normal((n_global, sizes[l]))[rows]
+                _gaussian_rows(rng, n_global, rows, out=self.Z[l])
                 if l < L:
-                    self.A[l][...] = rng.standard_normal((n_global, sizes[l]))[rows]
+                    _gaussian_rows(rng, n_global, rows, out=self.A[l])
                     np.maximum(self.Z[l], 0, out=self.H[l])
             for l in range(1, L + 1):
                 self.W[l] = np.zeros((sizes[l], self.packed_width(l)), dt)
@@ -296,6 +296,16 @@ class _Problem:
         return [self._expand(self.W[1]), *self.W[2:]]
 
 
+def _gaussian_rows(rng, n_global, rows, out):
+    """out <- rows `rows` of rng.standard_normal((n_global, out.shape[1])), drawn in blocks of
+    _EVAL_CHUNK rows (the same stream, so the same numbers), never holding all n_global rows."""
+    for start in range(0, n_global, _EVAL_CHUNK):
+        block = rng.standard_normal((min(_EVAL_CHUNK, n_global - start), out.shape[1]))
+        lo, hi = max(start, rows.start), min(start + block.shape[0], rows.stop)
+        if lo < hi:
+            out[lo - rows.start : hi - rows.start] = block[lo - start : hi - start]
+
+
 def _objective(sums, L, penalties):
     """The augmented Lagrangian (ALGORITHM.md, eq. 4-5) from the global sums of a sweep."""
     beta, gamma = penalties
@@ -371,10 +381,7 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
         error = exc
     if comm.distributed:
         # Agree on the outcome (and on the classes, the union of every rank's labels).
-        gathered = comm.allgather(None if error is None else (type(error), f"rank {comm.rank}: {error}"))
-        failed = [g for g in gathered if g is not None]
-        if failed:
-            raise failed[0][0](failed[0][1])
+        _agree(comm, error)
         local = comm.allgather((classes, X.shape[1], X.dtype.str, X.shape[0]))
         if len({(n, d) for _, n, d, _ in local}) != 1:
             raise ValueError(f"every rank must hold the same number of features and dtype, got {[(n, d) for _, n, d, _ in local]}")
@@ -385,19 +392,47 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
         classes = all_classes
         counts = [n for _, _, _, n in local]
         row_offset, n_global = int(sum(counts[: comm.rank])), int(sum(counts))
+        rng = _agreed_rng(comm, random_state, rng)
     elif error is not None:
         raise error
     else:
         row_offset, n_global = 0, X.shape[0]
-    X_test, y_test_index = _validation.check_test(X_test, y_test, classes, X.shape[1], X.dtype)
     sizes = _layer_sizes(X.shape[1] + int(settings.intercept), hidden, _losses.n_outputs(len(classes)))
-    _check_init(init, sizes, loss, classes, settings.intercept)
-    if init is not None and init.state["lam"].shape[0] != X.shape[0]:
-        raise ValueError(
-            f"init holds the state of {init.state['lam'].shape[0]} samples but X has {X.shape[0]}; "
-            "resume on the same training set"
-        )
+    error = None
+    try:  # checks of one rank's own arguments: they too must fail on every rank together
+        X_test, y_test_index = _validation.check_test(X_test, y_test, classes, X.shape[1], X.dtype)
+        _check_init(init, sizes, loss, classes, settings.intercept)
+        if init is not None and init.state["lam"].shape[0] != X.shape[0]:
+            raise ValueError(
+                f"init holds the state of {init.state['lam'].shape[0]} samples but X has {X.shape[0]}; "
+                "resume on the same training set"
+            )
+    except (TypeError, ValueError) as exc:
+        error = exc
+    if comm.distributed:
+        _agree(comm, error)
+    elif error is not None:
+        raise error
     return X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset, n_global
+
+
+def _agree(comm, error):
+    """Raise on every rank the first rank's error (naming that rank), or return if none failed."""
+    gathered = comm.allgather(None if error is None else (type(error), f"rank {comm.rank}: {error}"))
+    failed = [g for g in gathered if g is not None]
+    if failed:
+        raise failed[0][0](failed[0][1])
+
+
+def _agreed_rng(comm, random_state, rng):
+    """The same initial stream on every rank: rank 0's seed for None; an int must match everywhere."""
+    if random_state is None:
+        seed = comm.allgather(int(np.random.SeedSequence().entropy) if comm.rank == 0 else None)[0]
+        return np.random.default_rng(seed)
+    seeds = comm.allgather(random_state if isinstance(random_state, int) else None)
+    if any(s != seeds[0] for s in seeds):
+        raise ValueError(f"random_state differs between ranks ({seeds[:4]}...); pass the same int seed on every rank")
+    return rng
 
 
 def train_admm(
