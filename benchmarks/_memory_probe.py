@@ -1,0 +1,110 @@
+"""Peak memory of one ADMM fit, in a fresh process (run by test_bench_memory.py).
+
+    python benchmarks/_memory_probe.py --n 60000 --dtype float64 [--no-skip-zero-inputs]
+
+Builds the training set first (real MNIST 0/1 tiled to n rows, see _data.py), then fits
+``train_admm`` with default settings for --max-iter sweeps (evaluated every sweep) and prints
+one JSON line: the fit's peak of traced allocations (tracemalloc; numpy reports every array
+buffer to it), the process's resident-set high-water mark (VmHWM, reset just before the fit)
+before and after the fit, and the sizes of the data and of the ADMM state.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+import warnings  # noqa: E402
+
+import psutil  # noqa: E402
+
+import fastadmm  # noqa: E402
+from _data import HIDDEN, training_set  # noqa: E402
+
+
+def _vm_hwm():
+    """This process image's resident-set high-water mark in bytes (/proc VmHWM; not inherited over
+    fork + exec, unlike ru_maxrss), or None where /proc is not available."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_hwm():
+    """Reset VmHWM to the current resident set (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_now():
+    hwm = _vm_hwm()
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def state_bytes(n, sizes, itemsize):
+    """The ADMM iterates of Algorithm 1 for n samples: z_1..z_L, a_1..a_{L-1}, lam (n x n_L)."""
+    L = len(sizes) - 1
+    z = sum(sizes[1 : L + 1])
+    a = sum(sizes[1:L])
+    lam = sizes[L]
+    return n * (z + a + lam) * itemsize, {"z_columns": z, "a_columns": a, "lam_columns": lam}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=60_000)
+    p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    p.add_argument("--max-iter", type=int, default=8)
+    p.add_argument("--no-skip-zero-inputs", action="store_true")
+    args = p.parse_args(argv)
+
+    X, y, source = training_set(args.n, args.dtype)
+    proc = psutil.Process()
+    rss_before = proc.memory_info().rss
+    hwm_reset = _reset_hwm()
+    maxrss_before = _peak_rss_now()
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stopping at max_iter before tol is expected here
+        res = fastadmm.train_admm(X, y, hidden=HIDDEN, max_iter=args.max_iter, random_state=0, threads=1,
+                                  skip_zero_inputs=not args.no_skip_zero_inputs)
+    seconds = time.perf_counter() - t0
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    maxrss_after = _peak_rss_now()
+
+    sizes = [X.shape[1], *HIDDEN, 1]
+    state, columns = state_bytes(args.n, sizes, X.dtype.itemsize)
+    data = X.nbytes + y.nbytes
+    print(json.dumps({
+        "n": args.n, "dtype": args.dtype, "data_source": source, "skip_zero_inputs": not args.no_skip_zero_inputs,
+        "max_iter": args.max_iter, "fit_seconds": seconds, "status": res.status,
+        "train_accuracy": res.history["train_accuracy"][-1],
+        "data_bytes": data, "state_bytes": state, "state_columns": columns,
+        "fit_traced_peak_bytes": traced_peak,
+        "rss_before_fit": rss_before, "peak_rss_reset_before_fit": hwm_reset,
+        "peak_rss_before_fit": maxrss_before, "peak_rss_after_fit": maxrss_after,
+        "fit_rss_growth_bytes": max(maxrss_after - rss_before, 0),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
