@@ -37,8 +37,12 @@ def gram_inverse(G: np.ndarray, ridge: float, n_diag: int | None = None) -> np.n
     if ridge > 0:
         G.flat[:: G.shape[0] + 1] += ridge_value(G, ridge, n_diag)
         try:
-            factor = sla.cho_factor(G, lower=True, check_finite=False)
-            return sla.cho_solve(factor, np.eye(G.shape[0]), check_finite=False)
+            c, _ = sla.cho_factor(G, lower=True, check_finite=False)
+            # The inverse from the factor (LAPACK potri: a third of the work of solving with I).
+            inv, info = sla.lapack.dpotri(c, lower=True)
+            if info == 0:
+                inv = np.tril(inv)
+                return inv + np.tril(inv, -1).T
         except np.linalg.LinAlgError:
             pass  # numerically indefinite despite the ridge: fall through to the pseudo-inverse
     return sla.pinvh(G, check_finite=False)
