@@ -7,6 +7,8 @@ All three modules expose ``relu_z_update`` and ``output_z_update`` with the cont
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 from types import ModuleType
 
 from ._settings import BACKENDS
@@ -21,6 +23,29 @@ _REBUILD = (
 
 _cache: dict[str, ModuleType] = {}
 
+# Set to "portable" to use the baseline build of the Cython kernels even on an AVX2 machine.
+VARIANT_ENV = "FASTADMM_CYTHON_KERNELS"
+
+
+def _cpu_has_avx2_fma() -> bool:
+    """What NumPy's own dispatcher found on this CPU (and OS): AVX2 and FMA3."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy < 2
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return False
+    return bool(features.get("AVX2") and features.get("FMA3"))
+
+
+def cython_module_name() -> str:
+    """fastadmm._kernels_avx2 where it was built and the CPU runs it, else fastadmm._kernels."""
+    if os.environ.get(VARIANT_ENV, "") != "portable" and _cpu_has_avx2_fma():
+        if importlib.util.find_spec("fastadmm._kernels_avx2") is not None:
+            return "fastadmm._kernels_avx2"
+    return "fastadmm._kernels"
+
 
 def get(backend: str) -> ModuleType:
     """The kernel module for `backend` ("cython", "numba" or "numpy")."""
@@ -28,7 +53,7 @@ def get(backend: str) -> ModuleType:
         return _cache[backend]
     if backend == "cython":
         try:
-            module = importlib.import_module("fastadmm._kernels")
+            module = importlib.import_module(cython_module_name())
         except ImportError as exc:
             raise ImportError(
                 f"fastadmm's compiled Cython kernels (fastadmm._kernels) could not be imported ({exc}). "

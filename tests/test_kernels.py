@@ -575,3 +575,52 @@ def test_bad_input_names_the_argument(call, exc, name):
     # word match would let "a" match "must be a finite number"
     with pytest.raises(exc, match=rf"^{name}\b"):
         call()
+
+
+# ------------------------------------------------------------------------------------------------
+# both builds of the Cython kernels (portable, and AVX2 + FMA where the machine has them)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("module_name", ["fastadmm._kernels", "fastadmm._kernels_avx2"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_each_cython_build_equals_numpy_bit_for_bit(module_name, dtype):
+    import importlib
+    import platform
+
+    if module_name.endswith("avx2"):
+        if platform.machine().lower() not in ("x86_64", "amd64"):
+            pytest.skip("the AVX2 build exists only on x86-64")
+        if not _backend._cpu_has_avx2_fma():
+            pytest.skip("this CPU lacks AVX2/FMA: the AVX2 build is never loaded here")
+    module = importlib.import_module(module_name)
+    assert module.KERNEL_ABI == _backend.KERNEL_ABI
+    ref = _backend.get("numpy")
+    rng = np.random.default_rng(7)
+    n = 3 * 256 + 5  # whole chunks and a tail
+    a, m = (rng.normal(0, 2, n).astype(dtype) for _ in range(2))
+    m[::7] = a[::7]  # ties and exact zeros
+    a[::11] = 0
+    outs = []
+    for k in (module, ref):
+        z, hz = np.empty(n, dtype), np.empty(n, dtype)
+        sums = k.relu_z_update(a, m, 1.5, 7.0, z, hz)
+        outs.append((z, hz, sums))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    assert outs[0][2] == pytest.approx(outs[1][2], rel=1e-12)
+    y = (rng.random(n) < 0.5).astype(dtype)
+    for loss in (0, 1):
+        res = []
+        for k in (module, ref):
+            lam, z = np.full(n, 0.25, dtype), np.empty(n, dtype)
+            sums = k.output_z_update(y, m, lam, 2.0, loss, True, z)
+            res.append((z, lam, sums))
+        np.testing.assert_array_equal(res[0][0], res[1][0])
+        np.testing.assert_array_equal(res[0][1], res[1][1])
+        assert res[0][2] == pytest.approx(res[1][2], rel=1e-12, abs=1e-12)
+
+
+def test_cython_backend_picks_the_build_for_this_cpu(monkeypatch):
+    expected = "fastadmm._kernels_avx2" if _backend._cpu_has_avx2_fma() else "fastadmm._kernels"
+    assert _backend.cython_module_name() == expected
+    monkeypatch.setenv(_backend.VARIANT_ENV, "portable")
+    assert _backend.cython_module_name() == "fastadmm._kernels"
