@@ -324,9 +324,12 @@ def test_without_mpi4py_distributed_says_how_to_install(folder, tmp_path, capsys
     assert "install fastadmm[mpi]" in capsys.readouterr().err
 
 
-def test_help_in_a_subprocess():
+def test_help_in_a_subprocess(tmp_path):
+    # cwd: `python -m` puts the working folder first on sys.path; run from the project folder it would
+    # import the source tree (without the compiled kernels of a non-editable install) instead of the
+    # installed package.  Every subprocess here runs in a scratch folder for that reason.
     proc = subprocess.run([sys.executable, "-m", "fastadmm.mnist", "--help"], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     for option in ("--data-dir", "--classes", "--hidden", "--loss", "--iterations", "--gd-iterations", "--optimizer",
                    "--batch-size", "--lr", "--beta", "--gamma", "--seed", "--dtype", "--backend", "--threads",
@@ -395,7 +398,7 @@ def test_ctrl_c_writes_what_there_is_and_exits_130(folder, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "fastadmm.mnist", "--data-dir", str(folder), "--hidden", "20", "--iterations",
          "1000000", "--gd-iterations", "1000000", "--checkpoint-every", "1", "--quiet", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
     )
     try:
         deadline = time.monotonic() + 60
@@ -438,7 +441,8 @@ def test_distributed_prints_and_writes_once_and_matches_one_process(folder, tmp_
     args = ["--data-dir", str(folder), "--hidden", "20", "--iterations", "3", "--quiet", "--threads", "1"]
     env = dict(os.environ, **ONE_THREAD)
     proc = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-m", "fastadmm.mnist", "--distributed", *args,
-                           "--out", str(out)], capture_output=True, text=True, timeout=120, env=env)
+                           "--out", str(out)], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data_lines = [line for line in proc.stdout.splitlines() if line.startswith("data: ")]
     assert len(data_lines) == 1 and "2 ranks" in data_lines[0]
