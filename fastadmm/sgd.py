@@ -109,6 +109,10 @@ class SGDSettings:
     dtype: Optional[str] = None
     # BLAS threads during the fit (threadpoolctl); None = leave them as they are.
     threads: Optional[int] = None
+    # Leave input features that are zero in every training sample out of the first layer's products
+    # when at least 10 % are (as ADMMSettings.skip_zero_inputs): exact, since their gradient is 0 and
+    # their weights keep the initial values, which are put back.  Measured: 21 % faster steps on MNIST 0/1.
+    skip_zero_inputs: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -364,6 +368,37 @@ class _Net:
             self.params = saved
 
 
+def _active_inputs(X):
+    """Indices of the features non-zero in some sample, or None when fewer than 10 % (or all) are zero."""
+    nonzero = np.zeros(X.shape[1], bool)
+    for start in range(0, X.shape[0], _EVAL_CHUNK):
+        nonzero |= (X[start : start + _EVAL_CHUNK] != 0).any(axis=0)
+    n_zero = X.shape[1] - int(nonzero.sum())
+    if n_zero < 0.1 * X.shape[1] or n_zero == X.shape[1]:
+        return None
+    return np.flatnonzero(nonzero)
+
+
+def _take_columns(W1, active, intercept):
+    """W_1's columns for the kept features (and the bias column)."""
+    if active is None:
+        return W1
+    cols = np.append(active, W1.shape[1] - 1) if intercept else active
+    return np.ascontiguousarray(W1[:, cols])
+
+
+def _put_columns(initial, weights, active, intercept):
+    """Full-width weights: the trained columns, and the initial values of the left-out features (whose
+    gradient is exactly 0, so full-width training would leave them there too)."""
+    if active is None:
+        return weights
+    W1 = initial[0].copy()
+    W1[:, active] = weights[0][:, : active.shape[0]]
+    if intercept:
+        W1[:, -1] = weights[0][:, -1]
+    return [W1, *weights[1:]]
+
+
 def _initial_weights(rng, sizes, init_scale, intercept, dtype):
     """He/Kaiming-uniform (init_scale None) or Gaussian(0, init_scale) weights; bias 0."""
     L = len(sizes) - 1
@@ -457,6 +492,7 @@ def train_sgd(
     eval_every: int = _D.eval_every,
     time_limit: Optional[float] = _D.time_limit,
     threads: Optional[int] = _D.threads,
+    skip_zero_inputs: bool = _D.skip_zero_inputs,
     callback: Optional[Callable[[dict], Optional[bool]]] = None,
 ) -> Result:
     """Train the same network as ADMM by gradient descent (full batch) or minibatch SGD.
@@ -501,7 +537,7 @@ def train_sgd(
     s = SGDSettings(
         lr=lr, momentum=momentum, nesterov=nesterov, batch_size=batch_size, max_iter=n_iter_arg,
         init_scale=init_scale, intercept=intercept, eval_every=eval_every, time_limit=time_limit,
-        dtype=dtype, threads=threads,
+        dtype=dtype, threads=threads, skip_zero_inputs=skip_zero_inputs,
     )
     loss = _validation.check_loss(loss)
     hidden = _validation.check_hidden(hidden)
@@ -530,9 +566,15 @@ def train_sgd(
 
         T = _losses.targets(y_index, len(classes), dt)
         sizes = [X.shape[1], *hidden, _losses.n_outputs(len(classes))]
+        initial = _initial_weights(rng, sizes, s.init_scale, s.intercept, dt)
+        n_features = X.shape[1]
+        active = _active_inputs(X) if s.skip_zero_inputs else None
+        if active is not None:
+            X = np.ascontiguousarray(X[:, active])
+            sizes[0] = active.shape[0]
         rows = n if s.batch_size is None else s.batch_size
         net = _Net(sizes, s.intercept, dt, rows)
-        net.set_weights(_initial_weights(rng, sizes, s.init_scale, s.intercept, dt))
+        net.set_weights([_take_columns(initial[0], active, s.intercept), *initial[1:]])
         if s.batch_size is None:
             xbuf, tbuf = np.empty(0, dt), np.empty(0, dt)
         else:
@@ -541,6 +583,9 @@ def train_sgd(
         history = {k: [] for k in ("iteration", "elapsed", "train_loss", "train_accuracy", "test_accuracy")}
         run = _Run(net, s, X, T, y_index, X_test, y_test_index, loss, rng, lr_used, momentum_used, max_iter,
                    xbuf, tbuf, history, timings, callback)
+        # The test set keeps every feature: it meets the full-width weights (the left-out features'
+        # initial weights multiply its values there).
+        run.expand = lambda weights: _put_columns(initial, weights, active, s.intercept)
         run.loop()
     finally:
         if limits is not None:
@@ -550,7 +595,7 @@ def train_sgd(
     used = s.as_dict()
     used.update(
         lr=lr_used, momentum=momentum_used, max_iter=max_iter, method=method, hidden=list(hidden), loss=loss,
-        dtype=dt.name, n_samples=int(n), n_features=int(X.shape[1]), n_classes=int(len(classes)),
+        dtype=dt.name, n_samples=int(n), n_features=int(n_features), n_classes=int(len(classes)),
         random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
     )
     if run.status == "diverged":
@@ -564,7 +609,7 @@ def train_sgd(
     return Result(
         status=run.status,
         n_iter=run.iteration,
-        weights=run.good_weights,
+        weights=_put_columns(initial, run.good_weights, active, s.intercept),
         classes=classes,
         loss=loss,
         method=method,
@@ -594,6 +639,7 @@ class _Run:
         self.warn_interrupt = False
         self.good_params = net.params.copy()  # the weights before the current step
         self.good_weights = None
+        self.expand = lambda weights: weights  # compact -> full-width weights (for the test set)
 
     def _step(self):
         """One GD step or SGD epoch; False when the loss or a weight became non-finite."""
@@ -613,7 +659,7 @@ class _Run:
             loss_sum, correct = _evaluate(weights, self.X, self.y_index, self.T, self.loss, self.s.intercept)
             test_acc = nan
             if self.X_test is not None:
-                test_acc = _evaluate(weights, self.X_test, self.y_test_index, None, self.loss, self.s.intercept)[1]
+                test_acc = _evaluate(self.expand(weights), self.X_test, self.y_test_index, None, self.loss, self.s.intercept)[1]
                 test_acc /= self.X_test.shape[0]
         n = self.X.shape[0]
         return dict(iteration=self.iteration, elapsed=self.train_time, train_loss=loss_sum / n,

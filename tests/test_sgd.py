@@ -336,3 +336,25 @@ def test_threads_setting_runs():
         warnings.simplefilter("error")
         res = train_sgd(X, y, hidden=(8,), max_iter=3, threads=1, random_state=0)
     assert res.settings["threads"] == 1 and res.n_iter == 3
+
+
+@pytest.mark.parametrize("batch_size", [None, 16])
+@pytest.mark.parametrize("intercept", [True, False])
+def test_all_zero_features_are_left_out_exactly(batch_size, intercept):
+    """Features that are 0 in every training sample get a zero gradient: training without them gives
+    the full-width weights, with those columns at their initial values."""
+    X, y = blobs(n=80, d=10, seed=3)
+    zero = [0, 4, 5, 9]
+    X[:, zero] = 0.0
+    X_test, y_test = blobs(n=30, d=10, seed=4)  # non-zero there: meets the initial weights
+    kw = dict(hidden=(6, 4), batch_size=batch_size, max_iter=4, random_state=5, intercept=intercept,
+              X_test=X_test, y_test=y_test, lr=0.05)
+    res = train_sgd(X, y, **kw)
+    plain = train_sgd(X, y, skip_zero_inputs=False, **kw)
+    start = train_sgd(X, y, **dict(kw, max_iter=1, lr=1e-300))  # ~ the initial weights
+    assert res.weights[0].shape == (6, 10 + intercept) and res.settings["n_features"] == 10
+    for got, want in zip(res.weights, plain.weights):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(res.weights[0][:, zero], plain.weights[0][:, zero])
+    np.testing.assert_array_equal(res.weights[0][:, zero], start.weights[0][:, zero])
+    np.testing.assert_allclose(res.history["test_accuracy"], plain.history["test_accuracy"])
