@@ -1,7 +1,7 @@
 """Data and counts of the benchmarks.
 
 Real MNIST digits 0 and 1 come from a folder of IDX files: ``FASTADMM_BENCH_MNIST`` if set, else
-``/work/shared/data/mnist-sample`` (the first 22,699 training images and the official test set:
+``$FASTADMM_BENCH_MNIST`` (the first 22,699 training images and the official test set:
 4,839 training and 2,115 test images of 0 and 1).  The benchmarks never download and never write
 the data anywhere.  Without that folder:
 
@@ -25,12 +25,13 @@ from typing import Optional
 
 import numpy as np
 
-DEFAULT_MNIST_DIR = "/work/shared/data/mnist-sample"
 HIDDEN = (100, 50, 10)
 N_PIXELS = 784
 
-def mnist_dir() -> Path:
-    return Path(os.environ.get("FASTADMM_BENCH_MNIST") or DEFAULT_MNIST_DIR)
+def mnist_dir() -> Optional[Path]:
+    """The folder named by FASTADMM_BENCH_MNIST, or None (then: the embedded digits, no time-to-accuracy)."""
+    value = os.environ.get("FASTADMM_BENCH_MNIST")
+    return Path(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Digits01:
 def real_mnist01() -> tuple[Optional[Digits01], str]:
     """(digits, "") from the MNIST folder, or (None, why not)."""
     folder = mnist_dir()
-    if not folder.is_dir():
+    if folder is None or not folder.is_dir():
         return None, (f"MNIST folder {folder} not found: set FASTADMM_BENCH_MNIST to a folder holding the four "
                       "MNIST IDX files (train/t10k images and labels, .gz or raw)")
     from fastadmm import data

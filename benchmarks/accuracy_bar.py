@@ -1,13 +1,13 @@
 """The core accuracy bar: defaults, 784-100-50-10-1, MNIST 0/1, mse and hinge, seeds 0-2, float64 and float32.
 
 Run: OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/accuracy_bar.py [out.json]
-(MNIST IDX folder from FASTADMM_BENCH_MNIST, default ../shared/data/mnist-sample)."""
+(the MNIST IDX folder is named by FASTADMM_BENCH_MNIST)."""
 import json, os, sys, warnings
 import numpy as np
 import fastadmm
 from fastadmm.data import read_mnist_folder
 warnings.simplefilter("ignore")
-m = read_mnist_folder(os.environ.get("FASTADMM_BENCH_MNIST", "../shared/data/mnist-sample")).select((0, 1))
+m = read_mnist_folder(os.environ["FASTADMM_BENCH_MNIST"]).select((0, 1))
 Xtr, ytr, Xte, yte = m.X_train / 255.0, m.y_train, m.X_test / 255.0, m.y_test
 print(Xtr.shape, Xte.shape)
 rows = []

@@ -44,12 +44,10 @@ import numpy as np
 HIDDEN = (100, 50, 10)
 N_INPUT = 784
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-# MNIST IDX files for --data: $FASTADMM_DATA, else the developers' shared sample beside the checkout.
-SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-sample"
 
 
 def _default_data() -> str:
-    folder = os.environ.get("FASTADMM_DATA") or (str(SHARED_SAMPLE) if SHARED_SAMPLE.is_dir() else "")
+    folder = os.environ.get("FASTADMM_DATA") or ""
     return folder if folder else "synthetic"
 SYNTHETIC_BLOCK = 1000  # synthetic rows are drawn in seeded blocks, so any shard is the same rows
 
@@ -396,7 +394,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="iterations per fit left out of the timing")
     p.add_argument("--data", default=_default_data(),
                    help="folder of MNIST IDX files, or 'synthetic' (default: $FASTADMM_DATA, else "
-                        "../shared/data/mnist-sample beside the checkout, else synthetic)")
+                        "synthetic)")
     p.add_argument("--micro-reps", type=int, default=2000)
     p.add_argument("--micro-warmup", type=int, default=100)
     p.add_argument("--gemm-seconds", type=float, default=2.0, help="per launch of the GEMM calibration (0: skip)")
