@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from fastadmm import sgd
+from fastadmm import _inputs, sgd
 
 from _data import base_digits, mlp_sizes, scaled
 from _measure import interleaved_min, pedantic, record_target
@@ -47,18 +47,18 @@ class Compiled:
 
     def __init__(self, X, T, weights, rows):
         # As train_sgd does (skip_zero_inputs=True): the all-zero pixels leave the first layer.
-        self.initial, self.active = weights, sgd._active_inputs(X)
+        self.initial, self.active = weights, _inputs.kept_features(_inputs.nonzero_features(X))
         if self.active is not None:
             X = np.ascontiguousarray(X[:, self.active])
         self.X, self.T = X, T
         dt = X.dtype
         self.net = sgd._Net([X.shape[1], *mlp_sizes(X.shape[1])[1:]], True, dt, rows)
-        self.net.set_weights([sgd._take_columns(weights[0], self.active, True), *weights[1:]])
+        self.net.set_weights([_inputs.take_columns(weights[0], self.active, True), *weights[1:]])
         self.xbuf, self.tbuf = np.empty(rows * X.shape[1], dt), np.empty(rows * T.shape[1], dt)
         sgd._warmup(dt, True)  # compile (or load from Numba's cache) outside any timing
 
     def weights(self):
-        return sgd._put_columns(self.initial, self.net.weights(), self.active, True)
+        return sgd._full_width(self.initial, self.net.weights(), self.active, True)
 
     def run(self, order):
         return sgd._call_epoch(self.net, self.X, self.T, order, BATCH, LR, MOMENTUM, False, 0, self.xbuf, self.tbuf)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from ._atomic import atomic_write
 
 FORMAT = "fastadmm-result"
 VERSION = 1
@@ -80,20 +80,7 @@ def save(result, path) -> Path:
         "message": result.message, "intercept": result.intercept, "state": state_meta,
     }
     arrays["meta"] = np.array(json.dumps(_jsonable(meta)))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def load(path):

@@ -24,14 +24,13 @@ from typing import Callable, Optional
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import _backend, _comm, _linalg, _losses, _validation
+from . import _backend, _comm, _inputs, _linalg, _losses, _validation
 from ._interrupt import deferred_sigint
 from ._result import Result
 from ._settings import ADMMSettings
 
 _LOSS_CODE = {"mse": 0, "hinge": 1}
 _EVAL_CHUNK = 8192  # rows per block of the evaluation forward pass (bounds its scratch memory)
-_MIN_ZERO_FRACTION = 0.1  # skip_zero_inputs compacts X only when at least this share of features is zero
 
 
 class ConvergenceWarning(UserWarning):
@@ -96,33 +95,16 @@ class _Problem:
 
     # -- the input layer, with the constant feature of `intercept` handled analytically ------
     def _active_inputs(self, X):
-        """Indices of the features that are non-zero in some sample of some rank, or None when fewer
-        than _MIN_ZERO_FRACTION of them are zero (or all are): then X is used as it is."""
-        nonzero = np.zeros(X.shape[1])
-        for start in range(0, X.shape[0], _EVAL_CHUNK):
-            nonzero += (X[start : start + _EVAL_CHUNK] != 0).any(axis=0)
-        nonzero = self.comm.allreduce(nonzero) > 0
-        n_zero = X.shape[1] - int(nonzero.sum())
-        if n_zero < _MIN_ZERO_FRACTION * X.shape[1] or n_zero == X.shape[1]:
-            return None
-        return np.flatnonzero(nonzero)
+        """The features kept (non-zero in some sample of some rank), or None to use X as it is."""
+        return _inputs.kept_features(self.comm.allreduce(_inputs.nonzero_features(X)))
 
     def _compact(self, W1):
-        """The columns of a full-width W_1 that meet the kept features (and the intercept's)."""
-        if self.active is None:
-            return W1
-        cols = self.active if not self.intercept else np.append(self.active, W1.shape[1] - 1)
-        return np.ascontiguousarray(W1[:, cols])
+        return _inputs.take_columns(W1, self.active, self.intercept)
 
     def _expand(self, W1):
         """W_1 at the user's width: zeros for the features left out."""
-        if self.active is None:
-            return W1
         full = np.zeros((W1.shape[0], self.sizes[0]), W1.dtype)
-        full[:, self.active] = W1[:, : self.active.shape[0]]
-        if self.intercept:
-            full[:, -1] = W1[:, -1]
-        return full
+        return _inputs.put_columns(full, W1, self.active, self.intercept)
 
     def compact_test(self, X_test):
         """X_test with the same features left out (for evaluating with the compact weights)."""

@@ -39,6 +39,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ._atomic import atomic_write
+
 PROG = "python -m fastadmm.mnist"
 DEFAULT_OUT = "fastadmm-mnist-out"
 DEFAULT_CLASSES = (0, 1)
@@ -67,24 +69,23 @@ class UsageError(Exception):
 # Arguments
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+def _integer(minimum: int):
+    """An argparse type: an integer >= minimum."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+_positive_int = _integer(1)
+_seed = _integer(0)
 
 
 def _positive_float(text: str) -> float:
@@ -237,30 +238,6 @@ def prepare_out(path) -> Path:
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot write in the folder ({exc.strerror or exc})") from None
     return out
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write: Callable) -> Path:
-    """Call ``write(binary_file)`` on a temporary file in ``path``'s folder, flush, fsync, rename over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the results are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def jsonable(value):

@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit
 from threadpoolctl import threadpool_limits
 
-from . import _losses, _validation
+from . import _inputs, _losses, _validation
 from ._interrupt import deferred_sigint
 from ._result import Result
 from .admm import DivergenceWarning
@@ -368,35 +368,12 @@ class _Net:
             self.params = saved
 
 
-def _active_inputs(X):
-    """Indices of the features non-zero in some sample, or None when fewer than 10 % (or all) are zero."""
-    nonzero = np.zeros(X.shape[1], bool)
-    for start in range(0, X.shape[0], _EVAL_CHUNK):
-        nonzero |= (X[start : start + _EVAL_CHUNK] != 0).any(axis=0)
-    n_zero = X.shape[1] - int(nonzero.sum())
-    if n_zero < 0.1 * X.shape[1] or n_zero == X.shape[1]:
-        return None
-    return np.flatnonzero(nonzero)
-
-
-def _take_columns(W1, active, intercept):
-    """W_1's columns for the kept features (and the bias column)."""
-    if active is None:
-        return W1
-    cols = np.append(active, W1.shape[1] - 1) if intercept else active
-    return np.ascontiguousarray(W1[:, cols])
-
-
-def _put_columns(initial, weights, active, intercept):
-    """Full-width weights: the trained columns, and the initial values of the left-out features (whose
-    gradient is exactly 0, so full-width training would leave them there too)."""
-    if active is None:
+def _full_width(initial, weights, kept, intercept):
+    """Weights at the user's width: the trained columns, and the initial values of the left-out
+    features (whose gradient is exactly 0, so full-width training would leave them there too)."""
+    if kept is None:
         return weights
-    W1 = initial[0].copy()
-    W1[:, active] = weights[0][:, : active.shape[0]]
-    if intercept:
-        W1[:, -1] = weights[0][:, -1]
-    return [W1, *weights[1:]]
+    return [_inputs.put_columns(initial[0].copy(), weights[0], kept, intercept), *weights[1:]]
 
 
 def _initial_weights(rng, sizes, init_scale, intercept, dtype):
@@ -568,13 +545,13 @@ def train_sgd(
         sizes = [X.shape[1], *hidden, _losses.n_outputs(len(classes))]
         initial = _initial_weights(rng, sizes, s.init_scale, s.intercept, dt)
         n_features = X.shape[1]
-        active = _active_inputs(X) if s.skip_zero_inputs else None
+        active = _inputs.kept_features(_inputs.nonzero_features(X)) if s.skip_zero_inputs else None
         if active is not None:
             X = np.ascontiguousarray(X[:, active])
             sizes[0] = active.shape[0]
         rows = n if s.batch_size is None else s.batch_size
         net = _Net(sizes, s.intercept, dt, rows)
-        net.set_weights([_take_columns(initial[0], active, s.intercept), *initial[1:]])
+        net.set_weights([_inputs.take_columns(initial[0], active, s.intercept), *initial[1:]])
         if s.batch_size is None:
             xbuf, tbuf = np.empty(0, dt), np.empty(0, dt)
         else:
@@ -585,7 +562,7 @@ def train_sgd(
                    xbuf, tbuf, history, timings, callback)
         # The test set keeps every feature: it meets the full-width weights (the left-out features'
         # initial weights multiply its values there).
-        run.expand = lambda weights: _put_columns(initial, weights, active, s.intercept)
+        run.expand = lambda weights: _full_width(initial, weights, active, s.intercept)
         run.loop()
     finally:
         if limits is not None:
@@ -609,7 +586,7 @@ def train_sgd(
     return Result(
         status=run.status,
         n_iter=run.iteration,
-        weights=_put_columns(initial, run.good_weights, active, s.intercept),
+        weights=_full_width(initial, run.good_weights, active, s.intercept),
         classes=classes,
         loss=loss,
         method=method,

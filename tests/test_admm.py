@@ -2,7 +2,6 @@
 
 import os
 import signal
-import warnings
 
 import numpy as np
 import pytest
@@ -11,17 +10,9 @@ import fastadmm
 from fastadmm import ADMMSettings, train_admm
 
 import admm_reference as ref
+from toy import blobs
 
 BACKENDS = ["cython", "numba", "numpy"]
-
-
-def blobs(n=240, d=12, k=2, seed=0, spread=1.0):
-    """k Gaussian clusters in d dimensions, labels 0..k-1 (a separable toy problem)."""
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 3.0, (k, d))
-    y = rng.integers(0, k, n)
-    X = centers[y] + spread * rng.normal(size=(n, d))
-    return X, y
 
 
 def _targets(y, k):
@@ -137,7 +128,6 @@ def test_history_timings_and_settings_are_recorded():
 
 def test_training_separates_a_toy_problem_and_generalises():
     X, y = blobs(n=400, d=20, k=3, seed=11, spread=2.0)
-    Xt, yt = blobs(n=400, d=20, k=3, seed=11, spread=2.0)[0][:0], None
     rng = np.random.default_rng(0)
     idx = rng.permutation(400)
     res = train_admm(X[idx[:300]], y[idx[:300]], hidden=(32,), max_iter=30, random_state=0, tol=0)

@@ -1,0 +1,52 @@
+"""Input features that are zero in every training sample, left out of the first layer's products.
+
+Exact for both trainers: such a feature adds nothing to W_1 a_0, and its column of z a^T (ADMM) and
+of the gradient (SGD) is zero, so every other weight comes out the same.  The left-out columns of
+W_1 are put back with the value full-width training would give them: 0 for ADMM's least squares
+(with the same absolute ridge), the initial weight for gradient descent.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+MIN_ZERO_FRACTION = 0.1  # compact X only when at least this share of its features is zero
+_ROWS = 8192  # rows per block of the scan (bounds its boolean scratch)
+
+
+def nonzero_features(X: np.ndarray) -> np.ndarray:
+    """1.0 for each feature that is non-zero in some row of X, else 0.0 (floats, so ranks can sum them)."""
+    nonzero = np.zeros(X.shape[1], bool)
+    for start in range(0, X.shape[0], _ROWS):
+        nonzero |= (X[start : start + _ROWS] != 0).any(axis=0)
+    return nonzero.astype(np.float64)
+
+
+def kept_features(nonzero: np.ndarray) -> Optional[np.ndarray]:
+    """Indices of the features to keep, or None when fewer than MIN_ZERO_FRACTION (or all) are zero:
+    then the copy of X would cost more than it saves, and X is used as it is."""
+    keep = nonzero > 0
+    n_zero = keep.shape[0] - int(keep.sum())
+    if n_zero < MIN_ZERO_FRACTION * keep.shape[0] or n_zero == keep.shape[0]:
+        return None
+    return np.flatnonzero(keep)
+
+
+def take_columns(W1: np.ndarray, kept: Optional[np.ndarray], intercept: bool) -> np.ndarray:
+    """The columns of a full-width W_1 that meet the kept features (and the intercept's, last)."""
+    if kept is None:
+        return W1
+    cols = np.append(kept, W1.shape[1] - 1) if intercept else kept
+    return np.ascontiguousarray(W1[:, cols])
+
+
+def put_columns(full: np.ndarray, W1: np.ndarray, kept: Optional[np.ndarray], intercept: bool) -> np.ndarray:
+    """`full` (a full-width W_1 holding the left-out columns' values) with W_1's columns written back."""
+    if kept is None:
+        return W1
+    full[:, kept] = W1[:, : kept.shape[0]]
+    if intercept:
+        full[:, -1] = W1[:, -1]
+    return full
