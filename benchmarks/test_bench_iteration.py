@@ -104,7 +104,7 @@ def test_admm_iteration(benchmark, case):
         (sums, _), t = pedantic(benchmark, w.sweep, rounds=rounds, warmup_rounds=1, group=f"admm-iteration-{dtype}")
     phases = {k: v / (rounds + 1) for k, v in w.timings.items()}
 
-    weights = problem.weights()
+    weights = problem.full_width(problem.compact_weights())
     assert all(np.isfinite(W).all() for W in weights) and np.isfinite(sums).all()
     flops = admm_iteration_flops(mlp_sizes(X.shape[1]), n)
     # The figure for its own example: 1.86 GFLOP for 784-100-50-10-1 at N = 4,839.

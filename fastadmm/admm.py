@@ -273,9 +273,9 @@ class _Problem:
         # Every W-update binds a new array, so references are a consistent snapshot.
         return list(self.W[1:])
 
-    def weights(self):
-        """The weights at the user's input width."""
-        return [self._expand(self.W[1]), *self.W[2:]]
+    def full_width(self, weights):
+        """Compact weights (from compact_weights) at the user's input width."""
+        return [self._expand(weights[0]), *weights[1:]]
 
 
 def _gaussian_rows(rng, n_global, rows, out):
@@ -498,7 +498,7 @@ def train_admm(
             return Result(
                 status=status,
                 n_iter=problem.iteration,
-                weights=problem.last_good_weights,
+                weights=problem.full_width(problem.last_good_weights),
                 classes=classes,
                 loss=loss,
                 method="admm",
@@ -541,7 +541,7 @@ def _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history,
     """Sweep until a stopping rule holds; every decision uses globally reduced numbers only."""
     s, L, comm = problem.s, problem.L, problem.comm
     start_iteration = problem.iteration
-    problem.last_good_weights = problem.weights()
+    problem.last_good_weights = problem.compact_weights()  # expanded only when a Result is made
     elapsed0 = history["elapsed"][-1] if history["elapsed"] else 0.0
     previous_objective = history["objective"][-1] if history["objective"] else None
     first_objective = None
@@ -591,7 +591,7 @@ def _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history,
             if not all(np.isfinite(W).all() for W in weights):
                 status, message = "diverged", f"iteration {problem.iteration}: a weight became NaN or infinite"
                 break
-            problem.last_good_weights = problem.weights()
+            problem.last_good_weights = weights
             nan = float("nan")
             record = dict(
                 iteration=problem.iteration, elapsed=elapsed0 + mean_time, objective=objective,
