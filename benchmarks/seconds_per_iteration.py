@@ -1,0 +1,17 @@
+"""Seconds per ADMM iteration, per SGD epoch (batch 64) and per GD step on MNIST 0/1, with the test accuracy
+reached, float64 and float32.  Run: FASTADMM_BENCH_MNIST=~/mnist OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1
+python benchmarks/seconds_per_iteration.py"""
+import os
+import numpy as np, warnings
+import fastadmm
+from fastadmm.data import read_mnist_folder
+warnings.simplefilter("ignore")
+m = read_mnist_folder(os.environ["FASTADMM_BENCH_MNIST"]).select((0, 1))
+X, y, Xt, yt = m.X_train / 255.0, m.y_train, m.X_test / 255.0, m.y_test
+for dt in (np.float64, np.float32):
+    r = fastadmm.train_admm(X.astype(dt), y, max_iter=20, X_test=Xt.astype(dt), y_test=yt, random_state=0)
+    print("admm", dt.__name__, "s/iter median", round(float(np.median(np.diff(r.history["elapsed"]))), 4), "acc", r.history["test_accuracy"][-1])
+    s = fastadmm.train_sgd(X.astype(dt), y, batch_size=64, epochs=5, X_test=Xt.astype(dt), y_test=yt, random_state=0)
+    print("sgd b64", dt.__name__, "s/epoch median", round(float(np.median(np.diff([0.0] + s.history["elapsed"]))), 4), "acc", s.history["test_accuracy"][-1])
+    g = fastadmm.train_sgd(X.astype(dt), y, max_iter=20, X_test=Xt.astype(dt), y_test=yt, random_state=0)
+    print("gd", dt.__name__, "s/step median", round(float(np.median(np.diff(g.history["elapsed"]))), 4), "acc", g.history["test_accuracy"][-1])
