@@ -1,29 +1,41 @@
 """Targets, forward pass, loss values and predictions shared by ADMM and SGD.
 
-Two classes give one output unit with target 0 or 1; K > 2 classes give K output units
-with one-hot targets.  Both losses are separable per output entry (ALGORITHM.md):
+For "mse" and "hinge", two classes give one output unit with target 0 or 1 and K > 2 classes give
+K output units with one-hot targets.  These two losses are separable per output entry
+(ALGORITHM.md):
 
 * ``"mse"``:   (o - t)^2
 * ``"hinge"``: max(1 - o, 0) where t = 1, max(o, 0) where t = 0
 
-A sample is predicted as class 1 when its single output exceeds 0.5 (the midpoint of the
-two targets, for either loss), otherwise by the largest output.
+``"cross_entropy"`` (softmax cross-entropy) always has one output unit per class, also for two
+classes (a softmax over two units), with one-hot targets; it couples the outputs of a sample:
+
+* ``"cross_entropy"``: logsumexp(o) - <t, o>   (per sample; t any probability vector)
+
+A sample with a single output is predicted as class 1 when that output exceeds 0.5 (the midpoint
+of the two targets, for either loss), otherwise by the largest output (argmax, which is also the
+largest softmax probability).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-LOSSES = ("mse", "hinge")
+LOSSES = ("mse", "hinge", "cross_entropy")
 
 
-def n_outputs(n_classes: int) -> int:
+def n_outputs(n_classes: int, loss: str = "mse") -> int:
+    """Output units for `n_classes` classes: n_classes for cross_entropy (a softmax, even over two
+    units); otherwise 1 for two classes (target 0/1) and n_classes for more."""
+    if loss == "cross_entropy":
+        return n_classes
     return 1 if n_classes == 2 else n_classes
 
 
-def targets(y_index: np.ndarray, n_classes: int, dtype) -> np.ndarray:
-    """(n_samples, n_outputs) array of 0/1 targets from class indices 0..n_classes-1."""
-    k = n_outputs(n_classes)
+def targets(y_index: np.ndarray, n_classes: int, dtype, loss: str = "mse") -> np.ndarray:
+    """(n_samples, n_outputs(n_classes, loss)) array of 0/1 targets from class indices
+    0..n_classes-1: one column holding the index for a single output, one-hot rows otherwise."""
+    k = n_outputs(n_classes, loss)
     T = np.zeros((y_index.shape[0], k), dtype=dtype)
     if k == 1:
         T[:, 0] = y_index
@@ -58,14 +70,42 @@ def predict_index(out: np.ndarray) -> np.ndarray:
     return np.argmax(out, axis=1)
 
 
+def softmax(out: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of network outputs (n_samples, K), computed stably (each row's maximum is
+    subtracted before exp, so no overflow); a new array of out's floating dtype (float64 for ints)."""
+    out = np.asarray(out)
+    dt = out.dtype if out.dtype in (np.float32, np.float64) else np.float64
+    e = out - np.max(out, axis=1, keepdims=True)
+    e = e.astype(dt, copy=False)
+    np.exp(e, out=e)
+    e /= np.sum(e, axis=1, keepdims=True)
+    return e
+
+
+def _cross_entropy_sum(out: np.ndarray, T: np.ndarray) -> float:
+    """sum_i logsumexp(out_i) - <T_i, out_i>, in float64, stably: with mx_i = max_k out_ik,
+    logsumexp(out_i) = mx_i + log(sum_k exp(out_ik - mx_i)), whose sum is >= 1."""
+    o = np.asarray(out, dtype=np.float64)
+    t = np.asarray(T, dtype=np.float64)
+    mx = np.max(o, axis=1, keepdims=True)
+    # logsumexp(o) - <t, o> = log(sum exp(o - mx)) - <t, o - mx> when sum(t) = 1; written without
+    # that assumption: lse(o) - <t, o> = log(sum exp(o - mx)) + mx (1 - sum t) - <t, o - mx>
+    d = o - mx
+    lse = np.log(np.sum(np.exp(d), axis=1))
+    return float(np.sum(lse) + np.sum(mx[:, 0] * (1.0 - t.sum(axis=1))) - np.vdot(t, d))
+
+
 def loss_sum(out: np.ndarray, T: np.ndarray, loss: str) -> float:
-    """Sum over samples and outputs of the loss of outputs `out` against 0/1 targets `T`."""
+    """Sum over samples (and outputs) of the loss of outputs `out` against 0/1 targets `T`; for
+    cross_entropy the sum over samples of logsumexp(out_i) - <T_i, out_i>."""
     if loss == "mse":
         d = out - T
         return float(np.vdot(d, d))
     if loss == "hinge":
         pos = T > 0.5
         return float(np.maximum(1 - out[pos], 0).sum() + np.maximum(out[~pos], 0).sum())
+    if loss == "cross_entropy":
+        return _cross_entropy_sum(out, T)
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
