@@ -1,14 +1,17 @@
-"""The gradient baseline: full-batch gradient descent and minibatch SGD with momentum, compiled.
+"""The gradient baseline: full-batch gradient descent and minibatch SGD (momentum or Adam), compiled.
 
 Same networks and losses as ADMM (``_losses``): ReLU hidden layers, a linear output layer, no
 biases (unless ``intercept=True``), weights ``W_l`` of shape (n_l, n_{l-1}), 0/1 targets, and the
 per-sample loss summed over the outputs, ``(o - t)^2`` ("mse") or ``max(1 - o, 0)`` / ``max(o, 0)``
-("hinge").  The objective minimised over a batch B (the whole training set for gradient descent) is
-the MEAN over its samples of that per-sample loss::
+("hinge"), or the softmax cross-entropy ``logsumexp(o) - <t, o>`` ("cross_entropy", one output per
+class also for two classes, one-hot targets).  The objective minimised over a batch B (the whole
+training set for gradient descent) is the MEAN over its samples of that per-sample loss::
 
-    f_B(W) = 1/|B| sum_{i in B} sum_k loss(o_ik, t_ik)
+    f_B(W) = 1/|B| sum_{i in B} sum_k loss(o_ik, t_ik)      (mse, hinge)
+    f_B(W) = 1/|B| sum_{i in B} logsumexp(o_i) - <t_i, o_i>  (cross_entropy)
 
-Its gradient is back-propagated exactly (the hinge and ReLU kinks get the subgradient 0).  The
+Its gradient is back-propagated exactly (the hinge and ReLU kinks get the subgradient 0; for
+cross_entropy d/do_i = softmax(o_i) - t_i).  With ``optimizer="momentum"`` (the default) the
 update is heavy-ball momentum in PyTorch's form (``torch.optim.SGD`` with ``dampening=0``)::
 
     v <- momentum * v + grad f_B(W)          (v starts at 0)
@@ -19,11 +22,18 @@ so ``momentum=0`` is plain (stochastic) gradient descent and the learning rates 
 with PyTorch's.  An SGD epoch visits the rows in a fresh random permutation, in minibatches of
 ``batch_size`` (the last one smaller when ``batch_size`` does not divide n).
 
+With ``optimizer="adam"`` the update is ``torch.optim.Adam`` with its defaults (betas 0.9 / 0.999,
+eps 1e-8, no weight decay, amsgrad off), counting steps t = 1, 2, ... over the whole fit::
+
+    m <- beta1 m + (1 - beta1) g;   v <- beta2 v + (1 - beta2) g^2        (m, v start at 0)
+    W <- W - lr / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps)
+
 Defaults (measured on MNIST 0 vs 1, see DEFAULT_LR): gradient descent lr 0.1 with momentum 0.5,
 100 steps; SGD (batch_size=64, say) lr 0.03 with momentum 0.9, 10 epochs; He-uniform weights.
+Adam: lr 1e-3 (DEFAULT_ADAM_LR).
 
 Speed: a whole epoch (every minibatch's gather, forward pass, backward pass and update) is one
-Numba-compiled call working in preallocated buffers, with the products done by BLAS (``np.dot``
+Numba-compiled call (the kernels are in ``_sgd_kernels``) working in preallocated buffers, with the products done by BLAS (``np.dot``
 with an ``out`` buffer), so there is no per-step Python overhead; a gradient-descent step is one
 such call over the full batch.  The compilation is forced on a tiny input before the clock starts
 and reported as ``timings["compile"]``; evaluation (a forward pass over the training and test
@@ -41,17 +51,19 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
-from numba import njit
 from threadpoolctl import threadpool_limits
 
-from . import _inputs, _losses, _validation
+from . import _inputs, _losses, _sgd_kernels as _k, _validation
 from ._interrupt import deferred_sigint
 from ._result import Result
 from .admm import DivergenceWarning
 
-__all__ = ["SGDSettings", "train_sgd", "loss_and_gradient", "DEFAULT_LR", "DEFAULT_MOMENTUM", "DEFAULT_MAX_ITER"]
+__all__ = [
+    "SGDSettings", "train_sgd", "loss_and_gradient", "DEFAULT_LR", "DEFAULT_ADAM_LR", "DEFAULT_MOMENTUM",
+    "DEFAULT_MAX_ITER", "ADAM_BETAS", "ADAM_EPS", "OPTIMIZERS",
+]
 
-_LOSS_CODE = {"mse": 0, "hinge": 1}
+OPTIMIZERS = ("momentum", "adam")
 _EVAL_CHUNK = 8192  # rows per block of the evaluation forward pass (bounds its scratch memory)
 _DTYPES = ("float32", "float64")
 
@@ -70,6 +82,11 @@ DEFAULT_MOMENTUM = {"gd": 0.5, "sgd": 0.9}
 # 100 GD steps: 4.4 s of training (+ 3.3 s of evaluation) on MNIST 0/1, test accuracy 99.7-99.9 %;
 # 10 SGD epochs: 0.5 s, 99.8-100 %.
 DEFAULT_MAX_ITER = {"gd": 100, "sgd": 10}
+# optimizer="adam": torch.optim.Adam with its defaults (betas, eps below; no weight decay, amsgrad off).
+# Step size per method, measured: ADAM_LR_MEASUREMENT.
+DEFAULT_ADAM_LR = {"gd": 1e-3, "sgd": 1e-3}
+ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults (not tuned here)
+ADAM_EPS = 1e-8  # torch.optim.Adam's default
 
 
 @dataclass
@@ -79,6 +96,11 @@ class SGDSettings:
     # Step size.  None = the measured default of the method (see DEFAULT_LR for the measurements):
     # 0.1 for full-batch gradient descent, 0.03 for minibatch SGD.
     lr: Optional[float] = None
+    # "momentum": heavy-ball (or Nesterov) SGD / GD as torch.optim.SGD, the measured defaults above.
+    # "adam": torch.optim.Adam with its defaults (ADAM_BETAS, ADAM_EPS, bias correction, no weight
+    # decay, amsgrad off), lr default DEFAULT_ADAM_LR; momentum and nesterov must then stay unset.
+    # ADAM_OPTIMIZER_MEASUREMENT
+    optimizer: str = "momentum"
     # Heavy-ball momentum in PyTorch's form (v <- momentum v + g; W <- W - lr v); 0 = none.
     # None = the measured default of the method: 0.5 for gradient descent (0.9 took twice the
     # steps to 99 % on MNIST 0/1), 0.9 for SGD.
@@ -137,6 +159,13 @@ class SGDSettings:
             if value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
+        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.optimizer == "adam" and (self.momentum is not None or self.nesterov):
+            raise ValueError(
+                "momentum and nesterov apply to optimizer='momentum' only; with optimizer='adam' leave "
+                f"them unset (got momentum={self.momentum!r}, nesterov={self.nesterov!r})"
+            )
         if self.lr is not None:
             number("lr", self.lr, low=0, low_open=True)
         if self.momentum is not None:
@@ -170,161 +199,18 @@ class SGDSettings:
 
 
 # ---------------------------------------------------------------------------------------------
-# Compiled kernels.  Parameters live in one flat buffer: W_1, ..., W_L (row-major, W_l at
-# w_off[l-1]:w_off[l], shape (sizes[l], sizes[l-1])), then the first layer's bias (sizes[1]
-# entries at bias_off) when bias_off >= 0.  Activations and back-propagated errors of layer l
-# (1..L) live in flat buffers as (b, sizes[l]) row-major blocks, b = the current batch's rows.
-# ---------------------------------------------------------------------------------------------
-
-
-@njit(cache=True, nogil=True)
-def _layer_offsets(sizes, rows):
-    L = sizes.shape[0] - 1
-    off = np.zeros(L + 2, dtype=np.int64)
-    for l in range(1, L + 1):
-        off[l + 1] = off[l] + rows * sizes[l]
-    return off
-
-
-@njit(cache=True, nogil=True)
-def _forward_backward(Xb, Tb, params, grad, w_off, sizes, bias_off, loss_code, act, delta, a_off):
-    """Loss sum of the batch (Xb, Tb) and the gradient of its MEAN loss into `grad`."""
-    L = sizes.shape[0] - 1
-    b = Xb.shape[0]
-    # Forward: Z_l = A_{l-1} W_l^T (+ bias), A_l = relu(Z_l) in place for l < L.
-    prev = Xb
-    for l in range(1, L + 1):
-        n_out, n_in = sizes[l], sizes[l - 1]
-        W = params[w_off[l - 1] : w_off[l]].reshape((n_out, n_in))
-        Z = act[a_off[l] : a_off[l] + b * n_out].reshape((b, n_out))
-        np.dot(prev, W.T, Z)
-        if l == 1 and bias_off >= 0:
-            for i in range(b):
-                for j in range(n_out):
-                    Z[i, j] += params[bias_off + j]
-        if l < L:
-            for i in range(b):
-                for j in range(n_out):
-                    if Z[i, j] < 0:
-                        Z[i, j] = 0
-        prev = Z
-    # Loss and d(mean loss)/d(output).
-    n_out = sizes[L]
-    O = act[a_off[L] : a_off[L] + b * n_out].reshape((b, n_out))
-    D = delta[a_off[L] : a_off[L] + b * n_out].reshape((b, n_out))
-    scale = 1.0 / b
-    total = 0.0
-    for i in range(b):
-        for k in range(n_out):
-            o = O[i, k]
-            t = Tb[i, k]
-            if loss_code == 0:
-                d = o - t
-                total += d * d
-                D[i, k] = 2.0 * scale * d
-            elif t > 0.5:
-                if o < 1:
-                    total += 1.0 - o
-                    D[i, k] = -scale
-                else:
-                    D[i, k] = 0
-            else:
-                if o > 0:
-                    total += o
-                    D[i, k] = scale
-                else:
-                    D[i, k] = 0
-    # Backward: grad W_l = D_l^T A_{l-1};  D_{l-1} = (D_l W_l) * [A_{l-1} > 0].
-    for l in range(L, 0, -1):
-        n_out, n_in = sizes[l], sizes[l - 1]
-        D = delta[a_off[l] : a_off[l] + b * n_out].reshape((b, n_out))
-        G = grad[w_off[l - 1] : w_off[l]].reshape((n_out, n_in))
-        if l == 1:
-            np.dot(D.T, Xb, G)
-            if bias_off >= 0:
-                for j in range(n_out):
-                    grad[bias_off + j] = 0
-                for i in range(b):
-                    for j in range(n_out):
-                        grad[bias_off + j] += D[i, j]
-        else:
-            A = act[a_off[l - 1] : a_off[l - 1] + b * n_in].reshape((b, n_in))
-            np.dot(D.T, A, G)
-            W = params[w_off[l - 1] : w_off[l]].reshape((n_out, n_in))
-            Dp = delta[a_off[l - 1] : a_off[l - 1] + b * n_in].reshape((b, n_in))
-            np.dot(D, W, Dp)
-            for i in range(b):
-                for j in range(n_in):
-                    if A[i, j] <= 0:
-                        Dp[i, j] = 0
-    return total
-
-
-@njit(cache=True, nogil=True)
-def _momentum_update(params, velocity, grad, lr, momentum, nesterov):
-    n = params.shape[0]
-    if momentum == 0.0:
-        for i in range(n):
-            params[i] -= lr * grad[i]
-    elif nesterov:
-        for i in range(n):
-            v = momentum * velocity[i] + grad[i]
-            velocity[i] = v
-            params[i] -= lr * (grad[i] + momentum * v)
-    else:
-        for i in range(n):
-            v = momentum * velocity[i] + grad[i]
-            velocity[i] = v
-            params[i] -= lr * v
-
-
-@njit(cache=True, nogil=True)
-def _epoch(X, T, order, params, velocity, grad, w_off, sizes, bias_off, batch_size, lr, momentum,
-           nesterov, loss_code, act, delta, xbuf, tbuf):
-    """One pass over the data: minibatches of `batch_size` rows, each a gradient step.
-
-    `order` is the row permutation to visit; an empty `order` means the rows in their order,
-    taken as contiguous slices of X without copying (the full-batch gradient-descent step).
-    Returns the sum over all samples of their loss at the weights before their batch's step.
-    """
-    n, n_in = X.shape
-    n_out = T.shape[1]
-    a_off = _layer_offsets(sizes, batch_size)
-    total = 0.0
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        b = stop - start
-        if order.shape[0] == 0:
-            Xb = X[start:stop]
-            Tb = T[start:stop]
-        else:
-            Xb = xbuf[: b * n_in].reshape((b, n_in))
-            Tb = tbuf[: b * n_out].reshape((b, n_out))
-            for i in range(b):
-                r = order[start + i]
-                Xb[i, :] = X[r, :]
-                Tb[i, :] = T[r, :]
-        total += _forward_backward(Xb, Tb, params, grad, w_off, sizes, bias_off, loss_code, act, delta, a_off)
-        _momentum_update(params, velocity, grad, lr, momentum, nesterov)
-    return total
-
-
-@njit(cache=True, nogil=True)
-def _loss_and_gradient(X, T, params, grad, w_off, sizes, bias_off, loss_code, act, delta):
-    """Summed loss of (X, T) and the gradient of the MEAN loss into `grad` (for the tests)."""
-    a_off = _layer_offsets(sizes, X.shape[0])
-    return _forward_backward(X, T, params, grad, w_off, sizes, bias_off, loss_code, act, delta, a_off)
-
-
-# ---------------------------------------------------------------------------------------------
 # The network's flat parameters and buffers.
 # ---------------------------------------------------------------------------------------------
 
 
 class _Net:
-    """Flat parameter, velocity and gradient buffers of an MLP, and the views that make its weights."""
+    """Flat parameter, optimizer-state and gradient buffers of an MLP, and the views that make its weights.
 
-    def __init__(self, sizes, intercept, dtype, rows):
+    `state1` is the momentum buffer (or Adam's first moment), `state2` Adam's second moment (empty
+    for momentum), `step` the count of Adam steps taken; all allocated once, here.
+    """
+
+    def __init__(self, sizes, intercept, dtype, rows, optimizer="momentum"):
         self.sizes = np.asarray(sizes, dtype=np.int64)
         self.L = len(sizes) - 1
         self.intercept = bool(intercept)
@@ -335,7 +221,10 @@ class _Net:
         self.bias_off = int(w_off[-1]) if intercept else -1
         n_params = w_off[-1] + (sizes[1] if intercept else 0)
         self.params = np.zeros(n_params, dtype)
-        self.velocity = np.zeros(n_params, dtype)
+        self.optimizer = optimizer
+        self.state1 = np.zeros(n_params, dtype)
+        self.state2 = np.zeros(n_params if optimizer == "adam" else 0, dtype)
+        self.step = np.zeros(1, np.int64)
         self.grad = np.zeros(n_params, dtype)
         self.rows = int(rows)
         width = sum(sizes[1:])
@@ -395,10 +284,11 @@ def _initial_weights(rng, sizes, init_scale, intercept, dtype):
 
 def _call_epoch(net, X, T, order, batch_size, lr, momentum, nesterov, loss_code, xbuf, tbuf):
     # Every argument has a fixed type (int, float, bool, C arrays) so the warm-up's compilation is reused.
-    return _epoch(
-        X, T, order, net.params, net.velocity, net.grad, net.w_off, net.sizes, int(net.bias_off),
-        int(batch_size), float(lr), float(momentum), bool(nesterov), int(loss_code), net.act, net.delta,
-        xbuf, tbuf,
+    return _k.epoch(
+        X, T, order, net.params, net.state1, net.state2, net.grad, net.w_off, net.sizes, int(net.bias_off),
+        int(batch_size), int(_k.OPTIMIZER_CODE[net.optimizer]), float(lr), float(momentum), bool(nesterov),
+        float(ADAM_BETAS[0]), float(ADAM_BETAS[1]), float(ADAM_EPS), net.step, int(loss_code), net.act,
+        net.delta, xbuf, tbuf,
     )
 
 
@@ -407,7 +297,7 @@ def _warmup(dtype, intercept):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(5, 3)).astype(dtype)
     T = (rng.random((5, 1)) > 0.5).astype(dtype)
-    net = _Net([3, 2, 1], intercept, dtype, rows=2)
+    net = _Net([3, 2, 1], intercept, dtype, rows=2, optimizer="adam")  # one compilation serves both optimizers
     net.params[:] = rng.normal(size=net.params.shape)
     xbuf, tbuf = np.empty(2 * 3, dtype), np.empty(2, dtype)
     _call_epoch(net, X, T, np.arange(5, dtype=np.int64), 2, 1e-3, 0.9, False, 0, xbuf, tbuf)
@@ -425,8 +315,8 @@ def loss_and_gradient(weights, X, T, loss="mse", intercept=False):
     sizes = [X.shape[1]] + [W.shape[0] for W in weights]
     net = _Net(sizes, intercept, dtype, rows=X.shape[0])
     net.set_weights(weights)
-    total = _loss_and_gradient(X, T, net.params, net.grad, net.w_off, net.sizes, int(net.bias_off),
-                               _LOSS_CODE[_validation.check_loss(loss)], net.act, net.delta)
+    total = _k.loss_and_gradient(X, T, net.params, net.grad, net.w_off, net.sizes, int(net.bias_off),
+                                 _k.LOSS_CODE[_validation.check_loss(loss)], net.act, net.delta)
     return total / X.shape[0], net.weights(net.grad)
 
 
@@ -455,6 +345,7 @@ def train_sgd(
     hidden=(100, 50, 10),
     loss: str = "mse",
     lr: Optional[float] = _D.lr,
+    optimizer: str = _D.optimizer,
     batch_size: Optional[int] = _D.batch_size,
     max_iter: Optional[int] = None,
     epochs: Optional[int] = None,
@@ -477,17 +368,21 @@ def train_sgd(
     Parameters
     ----------
     X : array (n_samples, n_features); float32 X trains in float32, anything else in float64.
-    y : class labels (n_samples,).  Two classes give one output unit, K > 2 give K (one-hot).
+    y : class labels (n_samples,).  Two classes give one output unit (K for cross_entropy), K > 2
+        give K (one-hot).
     hidden : hidden layer sizes, e.g. (100, 50, 10); () is a linear model.
-    loss : "mse" or "hinge" per output entry against 0/1 targets; the objective is the mean over
-        the batch of the per-sample loss summed over the outputs.
-    lr : step size; None = the measured default of the method (DEFAULT_LR).
+    loss : "mse" or "hinge" per output entry against 0/1 targets, or "cross_entropy" (softmax over
+        the outputs); the objective is the mean over the batch of the per-sample loss.
+    lr : step size; None = the measured default of the method and optimizer (DEFAULT_LR, DEFAULT_ADAM_LR).
+    optimizer : "momentum" (torch.optim.SGD's heavy ball, the default) or "adam" (torch.optim.Adam
+        with its defaults); see :class:`SGDSettings`.
     batch_size : None = full-batch gradient descent (method "gd"); an int in 1..n_samples =
         minibatch SGD (method "sgd"), a fresh random permutation of the rows every epoch.
     max_iter, epochs : the number of iterations, gradient-descent steps or SGD epochs (for full
         batch one epoch is one step); give at most one of the two.  None = DEFAULT_MAX_ITER.
     momentum, nesterov : heavy-ball momentum in PyTorch's form, or Nesterov's (see the module
-        docstring); momentum None = the measured default of the method (DEFAULT_MOMENTUM).
+        docstring); momentum None = the measured default of the method (DEFAULT_MOMENTUM).  Only for
+        optimizer="momentum" (leave them unset for Adam; settings["momentum"] is then None).
     random_state : None, an int seed or a numpy Generator (initial weights and the permutations).
     X_test, y_test : optional held-out set, evaluated with the training set.
     init_scale, intercept, dtype, eval_every, time_limit, threads : see :class:`SGDSettings`.
@@ -512,7 +407,7 @@ def train_sgd(
     if n_iter_arg is not None:
         n_iter_arg = _validation.check_max_iter(n_iter_arg, iter_name)
     s = SGDSettings(
-        lr=lr, momentum=momentum, nesterov=nesterov, batch_size=batch_size, max_iter=n_iter_arg,
+        lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov, batch_size=batch_size, max_iter=n_iter_arg,
         init_scale=init_scale, intercept=intercept, eval_every=eval_every, time_limit=time_limit,
         dtype=dtype, threads=threads, skip_zero_inputs=skip_zero_inputs,
     )
@@ -529,8 +424,12 @@ def train_sgd(
     rng = _validation.check_random_state(random_state)
     X_test, y_test_index = _validation.check_test(X_test, y_test, classes, X.shape[1], X.dtype)
     method = s.method
-    lr_used = float(s.lr if s.lr is not None else DEFAULT_LR[method])
-    momentum_used = float(s.momentum if s.momentum is not None else DEFAULT_MOMENTUM[method])
+    adam = s.optimizer == "adam"
+    lr_used = float(s.lr if s.lr is not None else (DEFAULT_ADAM_LR if adam else DEFAULT_LR)[method])
+    if adam:
+        momentum_used = None
+    else:
+        momentum_used = float(s.momentum if s.momentum is not None else DEFAULT_MOMENTUM[method])
     max_iter = int(s.max_iter if s.max_iter is not None else DEFAULT_MAX_ITER[method])
     n, dt = X.shape[0], X.dtype
 
@@ -541,8 +440,8 @@ def train_sgd(
         _warmup(dt, s.intercept)
         timings["compile"] = time.perf_counter() - t_compile
 
-        T = _losses.targets(y_index, len(classes), dt)
-        sizes = [X.shape[1], *hidden, _losses.n_outputs(len(classes))]
+        T = _losses.targets(y_index, len(classes), dt, loss)
+        sizes = [X.shape[1], *hidden, _losses.n_outputs(len(classes), loss)]
         initial = _initial_weights(rng, sizes, s.init_scale, s.intercept, dt)
         n_features = X.shape[1]
         active = _inputs.kept_features(_inputs.nonzero_features(X)) if s.skip_zero_inputs else None
@@ -550,7 +449,7 @@ def train_sgd(
             X = np.ascontiguousarray(X[:, active])
             sizes[0] = active.shape[0]
         rows = n if s.batch_size is None else s.batch_size
-        net = _Net(sizes, s.intercept, dt, rows)
+        net = _Net(sizes, s.intercept, dt, rows, s.optimizer)
         net.set_weights([_inputs.take_columns(initial[0], active, s.intercept), *initial[1:]])
         if s.batch_size is None:
             xbuf, tbuf = np.empty(0, dt), np.empty(0, dt)
@@ -558,7 +457,7 @@ def train_sgd(
             xbuf, tbuf = np.empty(rows * X.shape[1], dt), np.empty(rows * T.shape[1], dt)
         timings["setup"] = time.perf_counter() - t_start - timings["compile"]
         history = {k: [] for k in ("iteration", "elapsed", "train_loss", "train_accuracy", "test_accuracy")}
-        run = _Run(net, s, X, T, y_index, X_test, y_test_index, loss, rng, lr_used, momentum_used, max_iter,
+        run = _Run(net, s, X, T, y_index, X_test, y_test_index, loss, rng, lr_used, momentum_used or 0.0, max_iter,
                    xbuf, tbuf, history, timings, callback)
         # The test set keeps every feature: it meets the full-width weights (the left-out features'
         # initial weights multiply its values there).
@@ -626,7 +525,7 @@ class _Run:
         else:
             order, batch = self.rng.permutation(self.X.shape[0]).astype(np.int64), s.batch_size
         total = _call_epoch(net, self.X, self.T, order, batch, self.lr, self.momentum, s.nesterov,
-                            _LOSS_CODE[self.loss], self.xbuf, self.tbuf)
+                            _k.LOSS_CODE[self.loss], self.xbuf, self.tbuf)
         return math.isfinite(total) and bool(np.isfinite(net.params).all())
 
     def _evaluate(self):
