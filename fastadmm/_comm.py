@@ -72,3 +72,12 @@ def wrap(comm):
     if not isinstance(comm, MPI.Comm):
         raise TypeError(f"comm must be an mpi4py communicator such as MPI.COMM_WORLD, got {type(comm).__name__}")
     return MPIComm(comm)
+
+
+def random_state_key(random_state) -> str:
+    """A text that is equal on two ranks exactly when their random_state gives the same stream."""
+    if isinstance(random_state, np.random.Generator):
+        return repr(random_state.bit_generator.state)
+    if isinstance(random_state, np.random.RandomState):
+        return repr(random_state.get_state(legacy=False))
+    return repr(random_state)

@@ -16,7 +16,10 @@ compiled kernels of ``_backend``, the products are BLAS-3 calls with preallocate
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
+import tempfile
 import time
 import warnings
 from typing import Callable, Optional
@@ -39,6 +42,10 @@ class ConvergenceWarning(UserWarning):
 
 class DivergenceWarning(RuntimeWarning):
     """The iterates became non-finite or blew up; the last finite weights were kept."""
+
+
+class CheckpointWarning(RuntimeWarning):
+    """A checkpoint could not be written; the fit went on and its Result was still returned."""
 
 
 def _layer_sizes(n_features, hidden, n_out):
@@ -347,7 +354,8 @@ def _settings_from(settings, kwargs) -> ADMMSettings:
     return settings
 
 
-def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, init, comm):
+def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, init, comm,
+              checkpoint_every=10):
     """All boundary checks; in a distributed fit every rank raises the same error together."""
     error = None
     try:
@@ -393,6 +401,11 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
         error = exc
     if comm.distributed:
         _agree(comm, error)
+        _agree_arguments(comm, dict(
+            settings=settings.as_dict(), hidden=tuple(hidden), loss=loss, max_iter=max_iter,
+            callback=callback is not None, init=init is not None, checkpoint_every=checkpoint_every,
+            init_iteration=None if init is None else init.state["iteration"],
+        ))
     elif error is not None:
         raise error
     return X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset, n_global
@@ -407,14 +420,32 @@ def _agree(comm, error):
 
 
 def _agreed_rng(comm, random_state, rng):
-    """The same initial stream on every rank: rank 0's seed for None; an int must match everywhere."""
+    """The same initial stream on every rank: rank 0's seed for None; a seed or a Generator must be
+    the same (same state) everywhere."""
     if random_state is None:
         seed = comm.allgather(int(np.random.SeedSequence().entropy) if comm.rank == 0 else None)[0]
         return np.random.default_rng(seed)
-    seeds = comm.allgather(random_state if isinstance(random_state, int) else None)
-    if any(s != seeds[0] for s in seeds):
-        raise ValueError(f"random_state differs between ranks ({seeds[:4]}...); pass the same int seed on every rank")
+    keys = comm.allgather(_comm.random_state_key(random_state))
+    differ = [r for r, k in enumerate(keys) if k != keys[0]]
+    if differ:
+        raise ValueError(
+            f"random_state differs between ranks (rank 0 vs ranks {differ[:5]}); pass the same int seed on every "
+            "rank so that all start from the same initial values"
+        )
     return rng
+
+
+def _agree_arguments(comm, arguments: dict):
+    """Raise on every rank if any argument that decides the iterations or the stop differs between ranks
+    (a rank that stopped first would leave the others waiting forever in a reduction)."""
+    mine = {k: repr(v) for k, v in arguments.items()}
+    gathered = comm.allgather(mine)
+    differ = sorted({k for other in gathered for k in mine if other.get(k) != mine[k]})
+    if differ:
+        detail = "; ".join(f"{k}: " + ", ".join(f"rank {r} {g[k]}" for r, g in enumerate(gathered[:4])) for k in differ[:4])
+        raise ValueError(
+            f"every rank must pass the same {', '.join(differ)} ({detail}); only X, y, X_test and y_test differ between ranks"
+        )
 
 
 def train_admm(
@@ -465,60 +496,72 @@ def train_admm(
     Result
     """
     t_setup = time.perf_counter()
-    settings = _settings_from(settings, kwargs)
     comm = _comm.wrap(comm)
-    checkpoint = _checkpoint_path(checkpoint, checkpoint_every, comm)
+    error = None
+    try:  # every rank raises together, or none does
+        settings = _settings_from(settings, kwargs)
+        checkpoint = _checkpoint_path(checkpoint, checkpoint_every, comm)
+    except (TypeError, ValueError) as exc:
+        error = exc
+    if comm.distributed:
+        _agree(comm, error)
+    elif error is not None:
+        raise error
     (X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset,
-     n_global) = _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, init, comm)
-    kernels = _backend.get(settings.backend)
+     n_global) = _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, init, comm,
+                           checkpoint_every)
+    with _abort_on_local_error(comm):  # a failure on one rank ends all ranks, never a hang
+        kernels = _backend.get(settings.backend)
 
-    timings = {k: 0.0 for k in ("setup", "compile", "W", "a", "z", "eval", "train", "total", "allreduce")}
-    t_compile = time.perf_counter()
-    if hasattr(kernels, "warmup"):
-        kernels.warmup()
-    timings["compile"] = time.perf_counter() - t_compile
+        timings = {k: 0.0 for k in ("setup", "compile", "W", "a", "z", "eval", "train", "total", "allreduce")}
+        t_compile = time.perf_counter()
+        if hasattr(kernels, "warmup"):
+            kernels.warmup()
+        timings["compile"] = time.perf_counter() - t_compile
 
-    limits = threadpool_limits(settings.threads) if settings.threads is not None else None
-    try:
-        T = _losses.targets(y_index, len(classes), X.dtype)
-        problem = _Problem(X, T, sizes, loss, settings, kernels, rng, init, comm, row_offset, n_global)
-        timings["setup"] = time.perf_counter() - t_setup - timings["compile"]
-        history = _history_template(init)
-        used = settings.as_dict()
-        used.update(
-            hidden=list(hidden), loss=loss, max_iter=max_iter, dtype=X.dtype.name,
-            n_samples=n_global, n_features=int(X.shape[1]), n_classes=int(len(classes)), ranks=comm.size,
-            random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
-        )
-
-        def make_result(status, message, final=True):
-            if final:
-                timings["allreduce"] = getattr(comm, "seconds", 0.0)
-                timings["total"] = time.perf_counter() - t_setup
-            return Result(
-                status=status,
-                n_iter=problem.iteration,
-                weights=problem.full_width(problem.last_good_weights),
-                classes=classes,
-                loss=loss,
-                method="admm",
-                history=history if final else {k: list(v) for k, v in history.items()},
-                timings=dict(timings),
-                settings=used,
-                state=problem.state() if status != "diverged" else None,
-                message=message,
-                intercept=settings.intercept,
+        limits = threadpool_limits(settings.threads) if settings.threads is not None else None
+        try:
+            T = _losses.targets(y_index, len(classes), X.dtype)
+            problem = _Problem(X, T, sizes, loss, settings, kernels, rng, init, comm, row_offset, n_global)
+            timings["setup"] = time.perf_counter() - t_setup - timings["compile"]
+            history = _history_template(init)
+            used = settings.as_dict()
+            used.update(
+                hidden=list(hidden), loss=loss, max_iter=max_iter, dtype=X.dtype.name,
+                n_samples=n_global, n_features=int(X.shape[1]), n_classes=int(len(classes)), ranks=comm.size,
+                random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
             )
 
-        status, message = _loop(problem, max_iter, X, y_index, T, problem.compact_test(X_test), y_test_index, loss, history,
-                                timings, callback, checkpoint, checkpoint_every, make_result)
-    finally:
-        if limits is not None:
-            limits.unregister()
-    result = make_result(status, message)
-    if checkpoint is not None and status != "diverged":
-        result.save(checkpoint)
-    return result
+            def make_result(status, message, final=True):
+                if final:
+                    timings["allreduce"] = getattr(comm, "seconds", 0.0)
+                    timings["total"] = time.perf_counter() - t_setup
+                return Result(
+                    status=status,
+                    n_iter=problem.iteration,
+                    weights=problem.full_width(problem.last_good_weights),
+                    classes=classes,
+                    loss=loss,
+                    method="admm",
+                    history=history if final else {k: list(v) for k, v in history.items()},
+                    timings=dict(timings),
+                    settings=used,
+                    state=problem.state() if status != "diverged" else None,
+                    message=message,
+                    intercept=settings.intercept,
+                )
+
+            status, message = _loop(problem, max_iter, X, y_index, T, problem.compact_test(X_test), y_test_index, loss, history,
+                                    timings, callback, checkpoint, checkpoint_every, make_result)
+        finally:
+            if limits is not None:
+                limits.unregister()
+        result = make_result(status, message)
+        if checkpoint is not None and status != "diverged":
+            reason = _save_checkpoint(result, checkpoint)
+            if reason is not None:
+                result.message += f"; {reason}"
+        return result
 
 
 def _checkpoint_path(checkpoint, every, comm):
@@ -531,9 +574,82 @@ def _checkpoint_path(checkpoint, every, comm):
     path = Path(checkpoint)
     if comm.size > 1:
         path = path.with_name(f"{path.name.removesuffix('.npz')}.rank{comm.rank}.npz")
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a folder; pass a file path such as {path / 'fit.npz'}")
     if not path.parent.is_dir():
         raise ValueError(f"checkpoint folder {path.parent} does not exist; create it or pass another path")
+    # Found out now, not after the whole fit: the folder must take a new file (the save writes a
+    # temporary file there and renames it into place).
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"checkpoint folder {path.parent} is not writable ({exc.strerror or exc}); pass a path in a writable folder"
+        ) from None
     return path
+
+
+def _save_checkpoint(result, path) -> Optional[str]:
+    """Save `result` to `path`; on failure warn and return the reason (the fit is never lost)."""
+    try:
+        result.save(path)
+    except OSError as exc:
+        reason = f"the checkpoint could not be written to {path} ({type(exc).__name__}: {exc})"
+        warnings.warn(reason + "; the fit goes on and its Result is returned", CheckpointWarning, stacklevel=4)
+        return reason
+    return None
+
+
+def _callback_answer(comm, callback, record) -> Optional[str]:
+    """Call the callback; return why the fit stops (None: it goes on), the same on every rank.
+
+    A KeyboardInterrupt raised inside it stops the fit like Ctrl-C (the Result is kept).  In a
+    distributed fit the ranks agree on the answer, and an exception on any rank is raised on every
+    rank (never one rank leaving while the others wait in the next reduction).
+    """
+    answer, error = None, None
+    try:
+        if callback(record):
+            answer = "stopped the fit"
+    except KeyboardInterrupt:
+        answer = "was interrupted (KeyboardInterrupt)"
+    except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+        if not comm.distributed:
+            raise
+        error = exc
+    if not comm.distributed:
+        return answer
+    gathered = comm.allgather((answer, None if error is None else f"{type(error).__name__}: {error}"))
+    failed = [(r, e) for r, (_, e) in enumerate(gathered) if e is not None]
+    if failed:
+        if error is not None:
+            error._fastadmm_collective = True
+            raise error
+        exc = RuntimeError(f"the callback raised on rank {failed[0][0]}: {failed[0][1]}")
+        exc._fastadmm_collective = True
+        raise exc
+    answers = [a for a, _ in gathered if a]
+    return answers[0] + ("" if answer else f" on another rank") if answers else None
+
+
+@contextlib.contextmanager
+def _abort_on_local_error(comm):
+    """In a distributed fit, an exception raised on one rank only (outside the collective checks) ends
+    every rank with a message (MPI_Abort) instead of leaving the others waiting forever."""
+    if not comm.distributed:
+        yield
+        return
+    try:
+        yield
+    except BaseException as exc:
+        if getattr(exc, "_fastadmm_collective", False) or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            raise
+        from .distributed import _abort, _one_line
+
+        print(f"fastadmm: rank {comm.rank} of {comm.size} failed: {_one_line(exc)}; aborting all ranks (MPI_Abort)",
+              file=sys.stderr, flush=True)
+        _abort(comm.comm, 1)
 
 
 def _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history, timings, callback,
@@ -604,10 +720,15 @@ def _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history,
             for key, value in record.items():
                 history[key].append(value)
             if checkpoint is not None and (problem.iteration - start_iteration) % checkpoint_every == 0:
-                make_result("interrupted", f"checkpoint at iteration {problem.iteration}", final=False).save(checkpoint)
-            if callback is not None and callback(dict(record)):
-                status, message = "interrupted", f"the callback stopped the fit at iteration {problem.iteration}"
-                break
+                _save_checkpoint(make_result("interrupted", f"checkpoint at iteration {problem.iteration}", final=False),
+                                 checkpoint)
+            if callback is not None:
+                view = dict(record)
+                view["weights"] = lambda w=weights: [np.array(W) for W in problem.full_width(w)]
+                answer = _callback_answer(comm, callback, view)
+                if answer:
+                    status, message = "interrupted", f"the callback {answer} at iteration {problem.iteration}"
+                    break
             if any_interrupt or (not comm.distributed and interrupted):
                 status, message = "interrupted", f"interrupted (Ctrl-C) after iteration {problem.iteration}"
                 break

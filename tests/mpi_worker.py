@@ -166,6 +166,46 @@ def _fail_seed(comm) -> None:
                            **dict(fit_kwargs(CASES["mse-2-forward-even"]), random_state=rank))
 
 
+def _plain(comm, mode: str) -> None:
+    """Plain ``train_admm(comm=...)`` (no abort guard) with one per-rank difference: every rank must
+    end together, by the same error or the same stop, never by a hang."""
+    from fastadmm import train_admm
+    from fastadmm import admm as admm_module
+
+    case = CASES["mse-2-forward-even"]
+    X, y, _, _ = problem(case["k"])
+    rank, size = comm.Get_rank(), comm.Get_size()
+    b = bounds(X.shape[0], size, "even")
+    kwargs = dict(fit_kwargs(case), max_iter=6)
+    if mode == "differ-max-iter":
+        kwargs["max_iter"] = 3 + rank
+    elif mode == "differ-time-limit":
+        kwargs["time_limit"] = 10.0 + rank
+    elif mode == "differ-loss":
+        kwargs["loss"] = "hinge" if rank == 1 else "mse"
+    elif mode == "differ-hidden":
+        kwargs["hidden"] = (6, 3) if rank == 1 else (6, 4)
+    elif mode == "differ-generator":
+        kwargs["random_state"] = np.random.default_rng(rank)
+    elif mode == "differ-callback":
+        kwargs["callback"] = lambda info: rank == 0 and info["iteration"] == 2
+    elif mode == "raise-in-sweep":
+        a_update = admm_module._Problem._a_update
+
+        def failing(self, l):
+            if rank == 1 and self.iteration == 2:
+                raise RuntimeError("injected failure inside the sweep on rank 1")
+            return a_update(self, l)
+
+        admm_module._Problem._a_update = failing
+    result = train_admm(X[b[rank] : b[rank + 1]], y[b[rank] : b[rank + 1]], comm=comm, **kwargs)
+    print(f"rank {rank}: {result.status} {result.n_iter}", flush=True)
+
+
+PLAIN_MODES = ("differ-max-iter", "differ-time-limit", "differ-loss", "differ-hidden", "differ-generator",
+               "differ-callback", "raise-in-sweep")
+
+
 def main(argv: list[str]) -> int:
     from mpi4py import MPI
 
@@ -179,6 +219,8 @@ def main(argv: list[str]) -> int:
         _fail_test_data(comm)
     elif mode == "fail-seed":
         _fail_seed(comm)
+    elif mode in PLAIN_MODES:
+        _plain(comm, mode)
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -145,6 +145,42 @@ def test_an_error_on_one_rank_stops_every_rank(n, mode, pattern):
     assert seconds < LAUNCH_TIMEOUT / 2
 
 
+@needs_mpi
+@pytest.mark.parametrize(
+    "mode, pattern",
+    [
+        ("differ-max-iter", r"every rank must pass the same max_iter"),
+        ("differ-time-limit", r"every rank must pass the same settings"),
+        ("differ-loss", r"every rank must pass the same loss"),
+        ("differ-hidden", r"every rank must pass the same hidden"),
+        ("differ-generator", r"random_state differs between ranks"),
+    ],
+)
+def test_plain_train_admm_refuses_arguments_that_differ_between_ranks(mode, pattern):
+    """Issue 9, item 6: before, the rank with the smaller max_iter left and the other waited forever;
+    a different loss trained silently; a different net ended in MPICH's "Message truncated"."""
+    proc, seconds = _mpiexec(2, mode)
+    assert proc.returncode != 0
+    assert len(re.findall(pattern, proc.stderr)) == 2, proc.stderr  # raised on both ranks
+    assert seconds < LAUNCH_TIMEOUT / 2
+
+
+@needs_mpi
+def test_plain_train_admm_ranks_agree_on_the_callbacks_stop():
+    proc, _ = _mpiexec(2, "differ-callback")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.split("\n"))[-2:] == ["rank 0: interrupted 2", "rank 1: interrupted 2"], proc.stdout
+
+
+@needs_mpi
+def test_plain_train_admm_error_on_one_rank_aborts_all():
+    proc, seconds = _mpiexec(2, "raise-in-sweep")
+    assert proc.returncode != 0
+    assert "fastadmm: rank 1 of 2 failed: RuntimeError: injected failure inside the sweep" in proc.stderr, proc.stderr
+    assert "aborting all ranks (MPI_Abort)" in proc.stderr
+    assert seconds < LAUNCH_TIMEOUT / 2
+
+
 # -- without MPI ------------------------------------------------------------------------------------
 
 

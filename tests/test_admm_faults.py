@@ -1,0 +1,79 @@
+"""Faults around a fit that must never lose it (issue 9, item 5) and callbacks that stop it (issue 10)."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+
+import numpy as np
+import pytest
+
+import fastadmm
+from fastadmm import admm as admm_module
+from toy import blobs
+
+
+def two_blobs():
+    return blobs(n=120, d=6)
+
+
+def test_checkpoint_path_that_is_a_folder_is_refused_before_the_fit(tmp_path):
+    X, y = two_blobs()
+    with pytest.raises(ValueError, match="is a folder; pass a file path"):
+        fastadmm.train_admm(X, y, hidden=(4,), max_iter=2, checkpoint=tmp_path)
+
+
+def test_unwritable_checkpoint_folder_is_refused_before_the_fit(tmp_path, monkeypatch):
+    X, y = two_blobs()
+    calls = []
+
+    def refuse(*args, **kwargs):  # root may write anywhere: simulate the folder refusing new files
+        calls.append(kwargs.get("dir"))
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    with pytest.raises(ValueError, match="is not writable"):
+        fastadmm.train_admm(X, y, hidden=(4,), max_iter=2, checkpoint=tmp_path / "fit.npz")
+    assert calls == [tmp_path]
+
+
+def test_a_failing_final_save_returns_the_result_and_warns(tmp_path, monkeypatch):
+    X, y = two_blobs()
+
+    def disk_full(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fastadmm.Result, "save", disk_full)
+    with pytest.warns(admm_module.CheckpointWarning, match="could not be written to"):
+        result = fastadmm.train_admm(X, y, hidden=(4,), max_iter=3, checkpoint=tmp_path / "fit.npz",
+                                     checkpoint_every=1, random_state=0)
+    assert result.n_iter == 3 and result.status in ("max_iter", "converged")
+    assert "could not be written" in result.message
+    assert result.score(X, y) > 0.5
+
+
+def test_keyboard_interrupt_inside_the_callback_keeps_the_fit():
+    X, y = two_blobs()
+
+    def callback(info):
+        if info["iteration"] == 2:
+            raise KeyboardInterrupt
+
+    result = fastadmm.train_admm(X, y, hidden=(4,), max_iter=10, callback=callback, random_state=0)
+    assert result.status == "interrupted" and result.n_iter == 2
+    assert "KeyboardInterrupt" in result.message
+
+
+def test_callback_sees_the_current_weights_on_request():
+    X, y = two_blobs()
+    seen = []
+
+    def callback(info):
+        seen.append(info["weights"]())
+
+    result = fastadmm.train_admm(X, y, hidden=(4,), max_iter=3, callback=callback, random_state=0, tol=0)
+    assert len(seen) == 3
+    for W_seen, W_final in zip(seen[-1], result.weights):
+        np.testing.assert_array_equal(W_seen, W_final)
+    seen[-1][0][...] = 0  # a copy: changing it leaves the Result alone
+    assert np.abs(result.weights[0]).sum() > 0
