@@ -7,9 +7,26 @@ from typing import Optional
 
 import numpy as np
 
-from . import _losses
+from . import _losses, _validation
 
 STATUSES = ("converged", "max_iter", "diverged", "interrupted", "time_limit")
+
+# Slope of the two-class probability map p = sigmoid(BINARY_SLOPE (o - 0.5)) of a single output o:
+# 4 makes the map tangent to p = o at the threshold o = 0.5 (o is the squared-error fit's estimate
+# of P(class 1) there) while keeping p strictly inside (0, 1) and strictly increasing in o, so that
+# probabilities rank samples as the decision function does.
+BINARY_SLOPE = 4.0
+
+
+def log_proba(out: np.ndarray) -> np.ndarray:
+    """Log class probabilities of network outputs (n_samples, n_outputs): log-softmax for K >= 2
+    outputs, ``[log(1 - p), log(p)]`` with p = sigmoid(BINARY_SLOPE (o - 0.5)) for one output o
+    (see Result.predict_proba); stable for any finite outputs, in the outputs' dtype."""
+    if out.shape[1] == 1:
+        x = BINARY_SLOPE * (out[:, 0] - 0.5)
+        return np.stack([-np.logaddexp(0, x), -np.logaddexp(0, -x)], axis=1)
+    d = out - np.max(out, axis=1, keepdims=True)
+    return d - np.log(np.sum(np.exp(d), axis=1, keepdims=True))
 
 
 @dataclass
@@ -23,7 +40,7 @@ class Result:
     weights : list of arrays, ``weights[l]`` of shape (n_{l+1}, n_l) as in the paper (no biases).
     classes : the class labels; output unit k (or the single output's 1) stands for ``classes[k]``.
     intercept : whether the last column of ``weights[0]`` multiplies a constant input 1.
-    loss : "mse" or "hinge".
+    loss : "mse", "hinge" or "cross_entropy".
     method : "admm", "sgd" or "gd".
     history : dict of equal-length lists, one entry per evaluated iteration: "iteration",
         "elapsed" (training seconds since the loop started, evaluation excluded), "train_loss"
@@ -50,16 +67,46 @@ class Result:
     intercept: bool = False
 
     def decision_function(self, X) -> np.ndarray:
-        """Network outputs of an ordinary forward pass, shape (n_samples, n_outputs)."""
-        X = np.asarray(X)
+        """Network outputs of an ordinary forward pass, shape (n_samples, n_outputs).
+
+        X must be a 2-D array of real, finite numbers with the training set's number of features:
+        complex X raises TypeError (its imaginary part is never dropped silently), and rows with NaN
+        or infinity raise ValueError naming them (a forward pass has no prediction for them; impute
+        them or leave them out).
+        """
         n_in = self.weights[0].shape[1] - int(self.intercept)
-        if X.ndim != 2 or X.shape[1] != n_in:
-            raise ValueError(f"X must have shape (n_samples, {n_in}), got {X.shape}")
-        return _losses.forward(self.weights, X.astype(self.weights[0].dtype, copy=False), self.intercept)
+        X = _validation.check_X(X, "X", self.weights[0].dtype.name, n_features=n_in)
+        return _losses.forward(self.weights, X, self.intercept)
 
     def predict(self, X) -> np.ndarray:
         """Class labels by an ordinary forward pass of the learned weights."""
         return np.asarray(self.classes)[_losses.predict_index(self.decision_function(X))]
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Logarithm of :meth:`predict_proba`, computed without taking log of a rounded 0."""
+        return log_proba(self.decision_function(X))
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n_samples, n_classes), column k for ``classes[k]``.
+
+        * K >= 2 outputs (more than two classes, or any loss="cross_entropy" fit): the softmax of
+          the outputs.  With cross_entropy this is the model the loss fits, calibrated as far as the
+          training made it; with "mse" and "hinge" (0/1 targets) the outputs are not log-odds and
+          the softmax of values near 0 and 1 is flat (outputs (1, 0, 0) give (0.58, 0.21, 0.21)):
+          a ranking of the classes, not calibrated probabilities.
+        * One output o (two classes with "mse" or "hinge"): ``[1 - p, p]`` with
+          ``p = sigmoid(4 (o - 0.5))``, strictly increasing in o, 0.5 at the threshold o = 0.5 of
+          :meth:`predict`, and tangent there to p = o (the squared-error fit's own estimate of
+          P(classes[1])); uncalibrated: o = 1 gives p = 0.88, o = 0 gives 0.12.  Calibrate with
+          scikit-learn's CalibratedClassifierCV where probabilities matter.
+
+        The largest probability of each row is the class :meth:`predict` gives (except for
+        outputs within rounding of a tie).
+        """
+        out = self.decision_function(X)
+        if out.shape[1] == 1:
+            return np.exp(log_proba(out))
+        return _losses.softmax(out)
 
     def score(self, X, y) -> float:
         """Accuracy of predict(X) against labels y."""

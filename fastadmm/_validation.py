@@ -6,6 +6,7 @@ floating dtype, and never checks again.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -32,6 +33,12 @@ def _as_array(value, name):
 def check_X(X, name="X", dtype=None, n_features=None):
     """Return `X` as a C-contiguous, finite, 2-D float32/float64 array."""
     X = _as_array(X, name)
+    if X.dtype.kind == "c":
+        raise TypeError(
+            f"{name} must hold real numbers, got complex dtype {X.dtype} (the imaginary parts are not "
+            f"dropped silently); pass {name}.real if they are meant to go, or give the real and "
+            "imaginary parts as separate features"
+        )
     if X.dtype.kind not in "fiub":
         raise TypeError(
             f"{name} must hold real numbers, got dtype {X.dtype}; convert it with {name}.astype(np.float64)"
@@ -44,13 +51,13 @@ def check_X(X, name="X", dtype=None, n_features=None):
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features, but the model was fitted with {n_features}")
     out = np.ascontiguousarray(X, dtype=float_dtype(X.dtype, dtype))
-    if out.dtype.kind == "f":
-        finite = np.isfinite(out)
-        if not finite.all():
-            row = int(np.argwhere(~finite)[0, 0])
-            raise ValueError(
-                f"{name} contains NaN or infinity (first at row {row}); remove or impute those values"
-            )
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if rows.shape[0] > 10 else "")
+        raise ValueError(
+            f"{name} contains NaN or infinity in {rows.shape[0]} of {out.shape[0]} rows "
+            f"(first at row {rows[0]}; rows {shown}); remove or impute those values"
+        )
     return out
 
 
@@ -123,16 +130,61 @@ def check_test(X_test, y_test, classes, n_features, dtype):
     return X_test, index.astype(np.intp)
 
 
+def as_real(name, value, low=None, high=None, *, low_open=False, high_open=False):
+    """`value` as a finite Python float, accepting any real number (int, float, np.float32,
+    np.int64, ...) but not bool, str or complex; with `low`/`high` it must lie within them (excluded
+    where `low_open`/`high_open`).  Raises TypeError/ValueError naming `name`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low}")
+    if high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high}")
+    ok = math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bound = (" " + " and ".join(bounds)) if bounds else ""
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+    return value
+
+
+def as_int(name, value, low=None):
+    """`value` as a Python int, accepting any integer (int, np.int64, ...) but not bool or a
+    float such as 5.0; with `low` it must be >= low.  Raises TypeError/ValueError naming `name`."""
+    bound = "" if low is None else f" >= {low}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer{bound}, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be an integer{bound}, got {value}")
+    return value
+
+
+def as_bool(name, value):
+    """`value` as a Python bool, accepting True/False and np.bool_ (not 0/1 or strings, which are
+    more often a mistake than a choice).  Raises TypeError naming `name`."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
 def check_hidden(hidden, name="hidden"):
-    """Return the hidden layer sizes as a tuple of positive ints."""
-    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+    """Return the hidden layer sizes as a tuple of positive ints (numpy integers accepted)."""
+    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, (bool, np.bool_)):
         hidden = (hidden,)
+    if isinstance(hidden, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of layer sizes such as (100, 50, 10), got {hidden!r}")
     try:
         sizes = tuple(hidden)
     except TypeError:
         raise TypeError(f"{name} must be a sequence of layer sizes such as (100, 50, 10), got {hidden!r}") from None
     for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral):
             raise TypeError(f"{name} must hold integers, got {s!r} in {hidden!r}")
         if s < 1:
             raise ValueError(f"{name} sizes must be >= 1, got {s} in {hidden!r}")
@@ -140,29 +192,30 @@ def check_hidden(hidden, name="hidden"):
 
 
 def check_max_iter(max_iter, name="max_iter"):
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= 1, got {max_iter!r}")
-    if max_iter < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {max_iter}")
-    return int(max_iter)
+    return as_int(name, max_iter, 1)
 
 
 def check_loss(loss):
     from ._losses import LOSSES
 
-    if loss not in LOSSES:
+    if not isinstance(loss, str) or loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     return loss
 
 
-def check_random_state(random_state):
-    """A numpy Generator from None, an int seed or a Generator."""
-    if random_state is None or isinstance(random_state, (numbers.Integral, np.random.SeedSequence)):
-        if isinstance(random_state, bool):
-            raise TypeError("random_state must be None, an int or a numpy Generator, got a bool")
+def check_random_state(random_state, name="random_state"):
+    """A numpy Generator from None, an int seed >= 0 (numpy integers too), a SeedSequence, a
+    Generator (used as is) or a legacy RandomState (a seed drawn from it)."""
+    if isinstance(random_state, (bool, np.bool_)):
+        raise TypeError(f"{name} must be None, an int >= 0 or a numpy Generator, got {random_state!r}")
+    if isinstance(random_state, numbers.Integral):
+        if random_state < 0:
+            raise ValueError(f"{name} must be None, an int >= 0 or a numpy Generator, got {random_state}")
+        return np.random.default_rng(int(random_state))
+    if random_state is None or isinstance(random_state, np.random.SeedSequence):
         return np.random.default_rng(random_state)
     if isinstance(random_state, np.random.Generator):
         return random_state
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(2**31 - 1))
-    raise TypeError(f"random_state must be None, an int or a numpy Generator, got {random_state!r}")
+    raise TypeError(f"{name} must be None, an int >= 0 or a numpy Generator, got {random_state!r}")
