@@ -76,8 +76,12 @@ class ADMMSettings:
     # Elementwise kernels: "cython" (compiled at install), "numba" (compiled at first use) or
     # "numpy" (the vectorised reference).
     backend: str = "cython"
-    # BLAS threads during the fit (threadpoolctl); None = leave them as they are.
-    threads: Optional[int] = None
+    # BLAS threads during the fit (threadpoolctl); None = leave them as they are.  1 by default:
+    # OpenBLAS threads spin-wait for cores, so on a machine with other work running more threads
+    # are far slower (measured, benchmarks/threads_default.py, 2 cores with other processes busy,
+    # MNIST 0/1 embedded digits, 10 iterations: None 7.1-8.1 s, 2 threads 7.3-9.3 s, 1 thread
+    # 0.48-0.98 s).  Pass threads=k (or run k MPI ranks) to use k cores on an otherwise idle machine.
+    threads: Optional[int] = 1
     # Stop with status "diverged" when the objective exceeds its first finite value by this factor.
     divergence_factor: float = 1e12
 
