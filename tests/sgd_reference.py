@@ -1,8 +1,9 @@
-"""A plain NumPy gradient descent / SGD with momentum, in the paper's column layout, for the tests.
+"""A plain NumPy gradient descent / SGD with momentum or Adam, in the paper's column layout, for the tests.
 
 Written from the definitions in fastadmm/sgd.py's docstring with no attempt at speed: back
 propagation by the chain rule on one column per sample, the objective the mean over the batch of
-the per-sample loss summed over the outputs, heavy-ball momentum in PyTorch's form.  It shares no
+the per-sample loss (summed over the outputs; softmax cross-entropy for "cross_entropy"),
+heavy-ball momentum in PyTorch's form, Adam as in Kingma & Ba with torch's eps placement.  It shares no
 code with fastadmm except the documented initialisation and permutation draws (re-implemented).
 """
 
@@ -13,9 +14,10 @@ import math
 import numpy as np
 
 
-def targets(y, k):
-    """(n_outputs, n) 0/1 targets: one row for two classes, one-hot rows for k > 2."""
-    if k == 2:
+def targets(y, k, loss="mse"):
+    """(n_outputs, n) 0/1 targets: one row for two classes, one-hot rows for k > 2 (and for
+    cross_entropy, also for two classes)."""
+    if k == 2 and loss != "cross_entropy":
         return y[None, :].astype(float)
     return np.eye(k)[y].T
 
@@ -51,6 +53,11 @@ def loss_and_gradient(W, a0, t, loss, intercept=False):
     if loss == "mse":
         value = np.sum((o - t) ** 2)
         d = 2.0 * (o - t)
+    elif loss == "cross_entropy":
+        # -sum_k t_k log p_k with p = exp(o) / sum exp(o) per column; d/do = p - t (one-hot t)
+        p = np.exp(o) / np.sum(np.exp(o), axis=0)
+        value = -np.sum(t * np.log(p))
+        d = p - t
     else:
         pos = t > 0.5
         value = np.sum(np.where(pos, np.maximum(1 - o, 0), np.maximum(o, 0)))
@@ -75,21 +82,44 @@ def momentum_step(W, V, G, lr, momentum, nesterov=False):
     return newW, newV
 
 
-def train(X, y, sizes, *, lr, momentum, iterations, batch_size=None, loss="mse", seed=0, init_scale=None,
-          nesterov=False, intercept=True):
+def adam_step(W, M, V, G, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+    """Adam step t (1-based): bias-corrected moments, eps added to sqrt of the corrected v (torch's form)."""
+    newW, newM, newV = [], [], []
+    for Wl, Ml, Vl, Gl in zip(W, M, V, G):
+        m = beta1 * Ml + (1 - beta1) * Gl
+        v = beta2 * Vl + (1 - beta2) * Gl**2
+        m_hat = m / (1 - beta1**t)
+        v_hat = v / (1 - beta2**t)
+        newW.append(Wl - lr * m_hat / (np.sqrt(v_hat) + eps))
+        newM.append(m)
+        newV.append(v)
+    return newW, newM, newV
+
+
+def batches(rng, n, batch_size):
+    """Row index sets of one GD step (all rows in order) or one SGD epoch (a fresh permutation)."""
+    if batch_size is None:
+        return [np.arange(n)]
+    order = rng.permutation(n)
+    return [order[s : s + batch_size] for s in range(0, n, batch_size)]
+
+
+def train(X, y, sizes, *, lr, momentum=0.0, iterations, batch_size=None, loss="mse", seed=0, init_scale=None,
+          nesterov=False, intercept=True, optimizer="momentum"):
     """Weights after `iterations` GD steps (batch_size None) or SGD epochs over rows X (n, d)."""
     rng = np.random.default_rng(seed)
     W = initial_weights(rng, sizes, init_scale, intercept)
     V = [np.zeros_like(Wl) for Wl in W]
+    M = [np.zeros_like(Wl) for Wl in W]
+    t = 0
     k = len(np.unique(y))
     n = X.shape[0]
     for _ in range(iterations):
-        if batch_size is None:
-            batches = [np.arange(n)]
-        else:
-            order = rng.permutation(n)
-            batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
-        for rows in batches:
-            _, G = loss_and_gradient(W, X[rows].T, targets(y[rows], k), loss, intercept)
-            W, V = momentum_step(W, V, G, lr, momentum, nesterov)
+        for rows in batches(rng, n, batch_size):
+            _, G = loss_and_gradient(W, X[rows].T, targets(y[rows], k, loss), loss, intercept)
+            if optimizer == "adam":
+                t += 1
+                W, M, V = adam_step(W, M, V, G, t, lr)
+            else:
+                W, V = momentum_step(W, V, G, lr, momentum, nesterov)
     return W

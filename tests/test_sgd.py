@@ -7,7 +7,17 @@ import warnings
 import numpy as np
 import pytest
 
-from fastadmm.sgd import DEFAULT_LR, DEFAULT_MAX_ITER, DEFAULT_MOMENTUM, SGDSettings, loss_and_gradient, train_sgd
+from fastadmm.sgd import (
+    ADAM_BETAS,
+    ADAM_EPS,
+    DEFAULT_ADAM_LR,
+    DEFAULT_LR,
+    DEFAULT_MAX_ITER,
+    DEFAULT_MOMENTUM,
+    SGDSettings,
+    loss_and_gradient,
+    train_sgd,
+)
 
 from fastadmm.admm import DivergenceWarning
 
@@ -30,16 +40,20 @@ def _away_from_kinks(weights, X, T, loss, intercept, margin):
     return True
 
 
-@pytest.mark.parametrize("loss", ["mse", "hinge"])
+def _n_out(k, loss):
+    return 1 if k == 2 and loss != "cross_entropy" else k
+
+
+@pytest.mark.parametrize("loss", ["mse", "hinge", "cross_entropy"])
 @pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("intercept", [False, True])
 def test_gradient_matches_central_finite_differences(loss, k, intercept):
     rng = np.random.default_rng(10 * k + intercept)
-    sizes = [5, 4, 3, 1 if k == 2 else k]
+    sizes = [5, 4, 3, _n_out(k, loss)]
     n = 9
     for _ in range(200):  # draw until every ReLU and hinge is at least `margin` from its kink
         X = rng.normal(size=(n, sizes[0]))
-        T = ref.targets(rng.integers(0, k, n), k).T.copy()
+        T = ref.targets(rng.integers(0, k, n), k, loss).T.copy()
         weights = ref.initial_weights(rng, sizes, None, intercept)
         if intercept:
             weights[0][:, -1] = rng.normal(0, 0.5, sizes[1])
@@ -80,19 +94,145 @@ def test_gradient_descent_steps_match_numpy_reference(iterations, nesterov):
         np.testing.assert_allclose(W, E, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("loss", ["mse", "hinge"])
+def test_cross_entropy_gradient_is_softmax_minus_targets_and_stable():
+    """A linear model (no hidden layer): d(mean loss)/dW = (softmax(XW^T) - T)^T X / n, and outputs of
+    +-1000 (where a naive exp overflows) give finite values equal to the shifted formula's."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(6, 4))
+    T = np.eye(3)[rng.integers(0, 3, 6)]
+    W = rng.normal(size=(3, 4))
+    value, (G,) = loss_and_gradient([W], X, T, loss="cross_entropy")
+    O = X @ W.T
+    P = np.exp(O) / np.exp(O).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(G, (P - T).T @ X / 6, rtol=1e-13, atol=1e-15)
+    assert value == pytest.approx(np.mean(-np.log(P[T > 0.5])), rel=1e-13)
+    big, (Gb,) = loss_and_gradient([W * 1000.0], X, T, loss="cross_entropy")
+    Ob = X @ (W * 1000.0).T
+    Pb = np.exp(Ob - Ob.max(axis=1, keepdims=True))
+    Pb /= Pb.sum(axis=1, keepdims=True)
+    lse = Ob.max(axis=1) + np.log(np.exp(Ob - Ob.max(axis=1, keepdims=True)).sum(axis=1))
+    assert np.isfinite(big) and big == pytest.approx(np.mean(lse - (Ob * T).sum(axis=1)), rel=1e-12)
+    np.testing.assert_allclose(Gb, (Pb - T).T @ X / 6, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("loss", ["mse", "hinge", "cross_entropy"])
 @pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("intercept", [False, True])
 def test_sgd_epochs_match_numpy_reference(loss, k, intercept):
     """Two epochs of batch 7 over 30 rows: shuffled batches, a short last batch, momentum."""
     X, y = blobs(n=30, d=5, k=k, seed=k)
-    sizes = [5, 6, 4, 1 if k == 2 else k]
+    sizes = [5, 6, 4, _n_out(k, loss)]
     kw = dict(lr=0.05, momentum=0.9, batch_size=7, loss=loss, intercept=intercept)
     res = train_sgd(X, y, hidden=(6, 4), epochs=2, random_state=9, init_scale=None, **kw)
     expected = ref.train(X, y, sizes, iterations=2, seed=9, **kw)
     assert res.method == "sgd" and res.n_iter == 2
     for W, E in zip(res.weights, expected):
         np.testing.assert_allclose(W, E, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch_size, iterations", [(None, 1), (None, 3), (7, 1), (7, 3), (30, 2)])
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("intercept", [False, True])
+def test_adam_matches_numpy_reference(batch_size, iterations, loss, k, intercept):
+    """Adam steps (the step count and both moments carried across epochs) in float64: GD steps, SGD
+    epochs of batch 7 over 30 rows (a short last batch) and one batch per epoch."""
+    X, y = blobs(n=30, d=5, k=k, seed=k + 1)
+    sizes = [5, 6, 4, _n_out(k, loss)]
+    kw = dict(lr=0.01, batch_size=batch_size, loss=loss, intercept=intercept)
+    res = train_sgd(X, y, hidden=(6, 4), optimizer="adam", max_iter=iterations, random_state=3, **kw)
+    expected = ref.train(X, y, sizes, iterations=iterations, seed=3, optimizer="adam", **kw)
+    assert res.n_iter == iterations and res.settings["optimizer"] == "adam"
+    for W, E in zip(res.weights, expected):
+        np.testing.assert_allclose(W, E, rtol=1e-12, atol=1e-13)
+    # ... and the weights moved by about lr per entry on the first step (Adam's normalised step), so
+    # a match is not a match of two unchanged initial draws.
+    start = ref.initial_weights(np.random.default_rng(3), sizes, None, intercept)
+    assert np.max(np.abs(res.weights[-1] - start[-1])) > 0.5 * kw["lr"]
+
+
+def _torch_adam(torch, X, y, sizes, loss, intercept, epochs, batch_size, lr, seed, k):
+    """torch.optim.Adam (defaults) on the same net, initial weights and permutations as train_sgd."""
+    rng = np.random.default_rng(seed)
+    init = ref.initial_weights(rng, sizes, None, intercept)
+    layers = []
+    for l, W in enumerate(init):
+        bias = intercept and l == 0
+        lin = torch.nn.Linear(W.shape[1] - bias, W.shape[0], bias=bias, dtype=torch.float64)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(W[:, :-1] if bias else W))
+            if bias:
+                lin.bias.copy_(torch.from_numpy(W[:, -1]))
+        layers += [lin, torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers[:-1])
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+    T = torch.from_numpy(ref.targets(y, k, loss).T.copy())
+    for _ in range(epochs):
+        for rows in ref.batches(rng, X.shape[0], batch_size):
+            idx = torch.from_numpy(rows)
+            opt.zero_grad()
+            out = net(Xt[idx])
+            if loss == "cross_entropy":
+                f = torch.nn.functional.cross_entropy(out, yt[idx])
+            else:
+                f = ((out - T[idx]) ** 2).sum(dim=1).mean()
+            f.backward()
+            opt.step()
+    weights = [m.weight.detach().numpy().copy() for m in net if isinstance(m, torch.nn.Linear)]
+    if intercept:
+        weights[0] = np.hstack([weights[0], net[0].bias.detach().numpy()[:, None]])
+    return weights
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("k, intercept", [(2, True), (3, False), (3, True)])
+def test_adam_matches_torch_optim_adam(loss, k, intercept):
+    torch = pytest.importorskip("torch")
+    X, y = blobs(n=30, d=5, k=k, seed=7)
+    sizes = [5, 6, 4, _n_out(k, loss)]
+    res = train_sgd(X, y, hidden=(6, 4), loss=loss, optimizer="adam", lr=0.01, batch_size=7, epochs=3,
+                    random_state=11, intercept=intercept)
+    expected = _torch_adam(torch, X, y, sizes, loss, intercept, epochs=3, batch_size=7, lr=0.01, seed=11, k=k)
+    assert ADAM_BETAS == (0.9, 0.999) and ADAM_EPS == 1e-8  # torch's defaults, used above
+    for W, E in zip(res.weights, expected):
+        np.testing.assert_allclose(W, E, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch_size", [None, 16])
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_adam_separates_a_toy_problem_with_its_default_lr(batch_size, loss):
+    X, y = blobs(n=600, d=20, k=3, seed=12, spread=2.0)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    res = train_sgd(X[:400], y[:400], hidden=(32, 16), loss=loss, optimizer="adam", batch_size=batch_size,
+                    max_iter=60 if batch_size else 300, random_state=0, X_test=X[400:], y_test=y[400:])
+    assert res.status == "max_iter" and res.settings["lr"] == DEFAULT_ADAM_LR[res.method]
+    assert res.settings["momentum"] is None and res.settings["optimizer"] == "adam"
+    assert res.score(X[400:], y[400:]) >= 0.95
+    assert res.history["train_loss"][-1] < 0.5 * res.history["train_loss"][0]
+
+
+def test_cross_entropy_two_classes_gives_two_outputs_and_the_mean_loss():
+    X, y = blobs(n=80, d=4, seed=6)
+    res = train_sgd(X, y, hidden=(6,), loss="cross_entropy", batch_size=16, epochs=3, random_state=0,
+                    X_test=X, y_test=y)
+    assert res.loss == "cross_entropy" and [W.shape for W in res.weights] == [(6, 5), (2, 6)]
+    out = res.decision_function(X)
+    mx = out.max(axis=1)
+    lse = mx + np.log(np.exp(out - mx[:, None]).sum(axis=1))
+    assert res.history["train_loss"][-1] == pytest.approx(np.mean(lse - out[np.arange(80), y]), rel=1e-10)
+    assert res.score(X, y) == pytest.approx(res.history["test_accuracy"][-1])
+    assert np.array_equal(res.predict(X), np.argmax(out, axis=1))
+
+
+def test_adam_float32_runs_in_float32_and_agrees_with_float64():
+    X, y = blobs(n=200, d=8, k=3, seed=2)
+    kw = dict(hidden=(12, 6), batch_size=20, epochs=2, random_state=1, optimizer="adam", loss="cross_entropy")
+    r64 = train_sgd(X, y, **kw)
+    r32 = train_sgd(X.astype(np.float32), y, **kw)
+    assert all(W.dtype == np.float32 for W in r32.weights)
+    for W32, W64 in zip(r32.weights, r64.weights):
+        np.testing.assert_allclose(W32, W64, rtol=1e-3, atol=1e-4)
 
 
 def test_gaussian_init_scale_and_plain_sgd_match_reference():
@@ -299,6 +439,10 @@ def _X_with_nan():
         (dict(threads=0), ValueError, "threads"),
         (dict(dtype="float16"), ValueError, "dtype"),
         (dict(nesterov=True, momentum=0.0), ValueError, "nesterov"),
+        (dict(optimizer="rmsprop"), ValueError, "optimizer must be one of"),
+        (dict(optimizer=None), ValueError, "optimizer must be one of"),
+        (dict(optimizer="adam", momentum=0.9), ValueError, "momentum and nesterov apply"),
+        (dict(optimizer="adam", nesterov=True), ValueError, "momentum and nesterov apply"),
         (dict(callback=3), TypeError, "callback"),
         (dict(X_test=np.zeros((5, 3))), ValueError, "X_test and y_test"),
         (dict(X_test=np.zeros((5, 4)), y_test=np.zeros(5, int)), ValueError, "X_test has 4 features"),
@@ -319,7 +463,9 @@ def test_settings_dataclass_documents_and_checks_the_defaults():
     assert SGDSettings(batch_size=64).method == "sgd"
     with pytest.raises(ValueError, match="momentum"):
         SGDSettings(momentum=1.5)
-    assert set(SGDSettings().as_dict()) >= {"lr", "momentum", "nesterov", "batch_size", "max_iter", "init_scale"}
+    assert set(SGDSettings().as_dict()) >= {"lr", "momentum", "nesterov", "batch_size", "max_iter", "init_scale",
+                                            "optimizer"}
+    assert SGDSettings().optimizer == "momentum" and SGDSettings(optimizer="adam").optimizer == "adam"
 
 
 def test_threads_setting_runs():
@@ -332,7 +478,8 @@ def test_threads_setting_runs():
 
 @pytest.mark.parametrize("batch_size", [None, 16])
 @pytest.mark.parametrize("intercept", [True, False])
-def test_all_zero_features_are_left_out_exactly(batch_size, intercept):
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_all_zero_features_are_left_out_exactly(batch_size, intercept, optimizer):
     """Features that are 0 in every training sample get a zero gradient: training without them gives
     the full-width weights, with those columns at their initial values."""
     X, y = blobs(n=80, d=10, seed=3)
@@ -340,7 +487,7 @@ def test_all_zero_features_are_left_out_exactly(batch_size, intercept):
     X[:, zero] = 0.0
     X_test, y_test = blobs(n=30, d=10, seed=4)  # non-zero there: meets the initial weights
     kw = dict(hidden=(6, 4), batch_size=batch_size, max_iter=4, random_state=5, intercept=intercept,
-              X_test=X_test, y_test=y_test, lr=0.05)
+              X_test=X_test, y_test=y_test, lr=0.05, optimizer=optimizer)
     res = train_sgd(X, y, **kw)
     plain = train_sgd(X, y, skip_zero_inputs=False, **kw)
     start = train_sgd(X, y, **dict(kw, max_iter=1, lr=1e-300))  # ~ the initial weights
