@@ -17,6 +17,7 @@ compiled kernels of ``_backend``, the products are BLAS-3 calls with preallocate
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import sys
 import tempfile
@@ -93,7 +94,17 @@ class _Problem:
         else:
             self._initialise(rng, row_offset, n_global)
         # The input's Gram never changes: sum it over ranks and invert it once per fit.
-        self.G0_inv = _linalg.gram_inverse(self._input_gram(), settings.ridge, sizes[0]).astype(dt)
+        try:
+            self.G0_inv = _linalg.gram_inverse(self._input_gram(), settings.ridge, sizes[0]).astype(dt)
+        except _linalg.NonFiniteError:
+            raise ValueError(
+                "X is too large in magnitude: its Gram matrix a_0 a_0^T overflows; scale X, e.g. X / np.abs(X).max()"
+            ) from None
+        if init is None and (not all(np.isfinite(W).all() for W in self.W[1:]) or not np.isfinite(self.Z[L]).all()):
+            raise ValueError(
+                f"init_scale={settings.init_scale!r} makes the initial values overflow; use a smaller init_scale "
+                "(the default 1e-3 was measured best)"
+            )
         if init is None and settings.initialization == "gaussian":
             # The paper leaves the W_{l+1} of the first a_l-update unspecified: fit every W to the
             # initial z and a by the same least squares as the W-update.
@@ -323,9 +334,26 @@ def _history_template(resumed: Optional[Result]):
     return {k: [] for k in keys}
 
 
-def _check_init(init, sizes, loss, classes, intercept):
+def _fingerprint(X, y_index) -> str:
+    """A cheap digest of this rank's training rows (shape, labels, every 64th-or-so row), kept with a
+    Result so that resuming on other data of the same size is refused."""
+    step = max(1, X.shape[0] // 64)
+    h = hashlib.blake2b(digest_size=12)
+    h.update(repr((X.shape, X.dtype.str)).encode())
+    h.update(np.ascontiguousarray(y_index, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(X[::step]).tobytes())
+    return h.hexdigest()
+
+
+def _check_init(init, sizes, loss, classes, intercept, X=None, y_index=None):
     if init is None:
         return
+    stored = init.settings.get("data_fingerprint") if isinstance(init, Result) and isinstance(init.settings, dict) else None
+    if stored is not None and X is not None and stored != _fingerprint(X, y_index):
+        raise ValueError(
+            "init was trained on other data than X, y (its data fingerprint differs); resume on the same training "
+            "set, in the same order and dtype"
+        )
     if not isinstance(init, Result) or init.method != "admm" or init.state is None:
         raise TypeError("init must be a Result of train_admm (with its state), e.g. one loaded by fastadmm.load")
     shapes = [W.shape for W in init.weights]
@@ -391,7 +419,7 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
     error = None
     try:  # checks of one rank's own arguments: they too must fail on every rank together
         X_test, y_test_index = _validation.check_test(X_test, y_test, classes, X.shape[1], X.dtype)
-        _check_init(init, sizes, loss, classes, settings.intercept)
+        _check_init(init, sizes, loss, classes, settings.intercept, X, y_index)
         if init is not None and init.state["lam"].shape[0] != X.shape[0]:
             raise ValueError(
                 f"init holds the state of {init.state['lam'].shape[0]} samples but X has {X.shape[0]}; "
@@ -526,6 +554,7 @@ def train_admm(
             timings["setup"] = time.perf_counter() - t_setup - timings["compile"]
             history = _history_template(init)
             used = settings.as_dict()
+            used["data_fingerprint"] = _fingerprint(X, y_index)
             used.update(
                 hidden=list(hidden), loss=loss, max_iter=max_iter, dtype=X.dtype.name,
                 n_samples=n_global, n_features=int(X.shape[1]), n_classes=int(len(classes)), ranks=comm.size,

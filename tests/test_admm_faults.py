@@ -77,3 +77,25 @@ def test_callback_sees_the_current_weights_on_request():
         np.testing.assert_array_equal(W_seen, W_final)
     seen[-1][0][...] = 0  # a copy: changing it leaves the Result alone
     assert np.abs(result.weights[0]).sum() > 0
+
+
+def test_huge_X_is_a_clear_error_naming_X():
+    X, y = two_blobs()
+    with pytest.raises(ValueError, match="X is too large in magnitude"):
+        fastadmm.train_admm(X * 1e200, y, hidden=(4,), max_iter=2)
+
+
+def test_huge_init_scale_is_a_clear_error_naming_it():
+    X, y = two_blobs()
+    with pytest.raises(ValueError, match="init_scale=1e\\+308 makes the initial values overflow"):
+        fastadmm.train_admm(X, y, hidden=(4,), max_iter=2, init_scale=1e308)
+
+
+def test_resume_on_other_data_of_the_same_size_is_refused():
+    X, y = two_blobs()
+    first = fastadmm.train_admm(X, y, hidden=(4,), max_iter=2, random_state=0)
+    other = X[::-1].copy()
+    with pytest.raises(ValueError, match="init was trained on other data"):
+        fastadmm.train_admm(other, y[::-1], hidden=(4,), max_iter=2, init=first)
+    again = fastadmm.train_admm(X, y, hidden=(4,), max_iter=2, init=first)  # the same data resumes
+    assert again.n_iter == 4
