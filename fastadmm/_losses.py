@@ -54,12 +54,24 @@ def first_layer(W: np.ndarray, X: np.ndarray, intercept: bool, out=None) -> np.n
     return out
 
 
+def has_bias(W: np.ndarray, n_in: int) -> bool:
+    """Whether a later layer's W (n_out, n_in or n_in + 1) carries a bias in its last column
+    (mini-batch ADMM gives every layer one; the full-batch method and SGD only the first)."""
+    return W.shape[1] == n_in + 1
+
+
 def forward(weights, X: np.ndarray, intercept: bool = False) -> np.ndarray:
-    """An ordinary forward pass: ReLU hidden layers, linear output; X is (n_samples, n_features)."""
+    """An ordinary forward pass: ReLU hidden layers, linear output; X is (n_samples, n_features).
+
+    A later layer whose W has one column more than its input has a bias (that last column)."""
     a = first_layer(weights[0], X, intercept)
     for W in weights[1:]:
         np.maximum(a, 0, out=a)
-        a = a @ W.T
+        if has_bias(W, a.shape[1]):
+            a = a @ W[:, :-1].T
+            a += W[:, -1]
+        else:
+            a = a @ W.T
     return a
 
 

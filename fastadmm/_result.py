@@ -124,9 +124,8 @@ class Result:
         return save(self, path)
 
     def __repr__(self) -> str:
-        shapes = " -> ".join(str(W.shape[1]) for W in self.weights).replace(
-            str(self.weights[0].shape[1]), str(self.weights[0].shape[1] - int(self.intercept)), 1
-        ) + f" -> {self.weights[-1].shape[0]}"
+        widths = [self.weights[0].shape[1] - int(self.intercept)] + [W.shape[0] for W in self.weights]
+        shapes = " -> ".join(map(str, widths))
         acc = self.history.get("test_accuracy") or self.history.get("train_accuracy") or []
         last = next((a for a in reversed(acc) if a == a), None)
         acc_s = f", accuracy={last:.4f}" if last is not None else ""
