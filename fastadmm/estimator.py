@@ -145,7 +145,7 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
             if monitor.best_weights is not None:
                 result.weights = monitor.best_weights
                 result.message = (
-                    f"{monitor.message(result) or result.message}; early stopping kept the weights of "
+                    f"{monitor.message(result) or result.message}; kept the weights of "
                     f"iteration {monitor.best_iteration} (validation accuracy {monitor.best:.4f})"
                 )
         self.result_ = result
@@ -254,13 +254,8 @@ class _EarlyStopping:
         else:
             self.no_improvement = 0
         if score > self.best:
-            weights = record.get("weights")
-            if weights is None:
-                raise RuntimeError(
-                    "early_stopping needs train_admm to pass the current weights to its callback "
-                    "(record['weights']); this fastadmm.admm does not"
-                )
-            self.best, self.best_weights, self.best_iteration = score, weights(), record["iteration"]
+            # a copy of the full-width weights, taken only when the score improves
+            self.best, self.best_weights, self.best_iteration = score, record["weights"](), record["iteration"]
         self.stopped = self.no_improvement > self.n_iter_no_change
         return self.stopped
 

@@ -9,6 +9,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastadmm import ADMMClassifier
 
+from toy import blobs
+
 # Checks that scikit-learn itself skips, and why (none is skipped by fastadmm):
 # - check_array_api_input: runs only with SCIPY_ARRAY_API=1 and array-api-strict installed;
 #   fastadmm computes with NumPy arrays only.
@@ -53,3 +55,175 @@ def test_bad_parameters_fail_in_fit_with_the_name():
         ADMMClassifier(beta=-1).fit(X, y)
     with pytest.raises(ValueError, match="hidden"):
         ADMMClassifier(hidden_layer_sizes=(0,)).fit(X, y)
+
+
+# -- parameters: every ADMMSettings field, keyword-only ---------------------------------------------
+
+
+def test_every_settings_field_is_a_parameter_with_its_default():
+    import dataclasses
+
+    from sklearn.base import clone
+
+    from fastadmm import ADMMSettings
+
+    params = ADMMClassifier().get_params()
+    defaults = ADMMSettings()
+    for f in dataclasses.fields(ADMMSettings):
+        assert params[f.name] == getattr(defaults, f.name), f.name
+    own = {"hidden_layer_sizes": (100,), "loss": "mse", "max_iter": 50, "early_stopping": False,
+           "validation_fraction": 0.1, "n_iter_no_change": 10, "random_state": None}
+    assert set(params) == {f.name for f in dataclasses.fields(ADMMSettings)} | set(own)
+    assert {k: params[k] for k in own} == own
+    clf = ADMMClassifier(intercept=False, penalty_growth=1.5, eval_every=2)
+    assert clone(clf).get_params() == clf.get_params()
+    assert clf.set_params(intercept=True).intercept is True
+    with pytest.raises(TypeError, match="unknown parameter.*'hidden'.*valid parameters are"):
+        ADMMClassifier(hidden=(3,))
+    with pytest.raises(TypeError):
+        ADMMClassifier((16,))  # keyword-only, as scikit-learn's own estimators
+
+
+def test_a_settings_parameter_reaches_the_fit():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    kw = dict(hidden_layer_sizes=(5,), max_iter=3, tol=0, random_state=0)
+    assert ADMMClassifier(**kw).fit(X, y).coefs_[0].shape == (5, 5)  # intercept column
+    clf = ADMMClassifier(intercept=False, ridge=0.5, **kw).fit(X, y)
+    assert clf.coefs_[0].shape == (5, 4) and clf.result_.settings["ridge"] == 0.5
+
+
+def test_numpy_scalars_for_the_estimators_own_parameters():
+    X, y = blobs(n=100, d=4, k=3, seed=2)
+    clf = ADMMClassifier(hidden_layer_sizes=(np.int64(8),), max_iter=np.int64(6), random_state=np.int64(0),
+                         early_stopping=np.bool_(True), validation_fraction=np.float32(0.2),
+                         n_iter_no_change=np.int64(2), tol=0)
+    clf.fit(X, y)
+    assert clf.coefs_[0].shape == (8, 5) and 1 <= clf.n_iter_ <= 6
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_negative_random_state_is_named(early_stopping):
+    X, y = blobs(n=60, d=3)
+    with pytest.raises(ValueError, match="random_state must be None, an int >= 0"):
+        ADMMClassifier(random_state=-1, max_iter=2, early_stopping=early_stopping).fit(X, y)
+
+
+# -- predict_proba -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_predict_proba_agrees_with_predict_and_decision_function(k):
+    from scipy.stats import rankdata
+
+    X, y = blobs(n=150, d=5, k=k, seed=4, spread=2.0)
+    labels = np.array(["ant", "bee", "cat"])[y]
+    clf = ADMMClassifier(hidden_layer_sizes=(16,), max_iter=10, tol=0, random_state=0).fit(X, labels)
+    P = clf.predict_proba(X)
+    assert P.shape == (150, k)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(clf.classes_[np.argmax(P, axis=1)], clf.predict(X))
+    np.testing.assert_allclose(clf.predict_log_proba(X), np.log(P), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(P, clf.result_.predict_proba(X))
+    if k == 2:  # the same ranking as the decision function (a strictly increasing map)
+        np.testing.assert_array_equal(rankdata(P[:, 1]), rankdata(clf.decision_function(X)))
+
+
+# -- ConvergenceWarning: scikit-learn's, from the estimator only ---------------------------------
+
+
+def _convergence_warnings(clf, X, y):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.fit(X, y)
+    return [w for w in caught if "onvergence" in w.category.__name__]
+
+
+def test_convergence_warning_is_scikit_learns_at_max_iter_only():
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = blobs()
+    caught = _convergence_warnings(ADMMClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0), X, y)
+    assert [w.category for w in caught] == [ConvergenceWarning]  # not train_admm's as well
+    assert "max_iter=2" in str(caught[0].message) and caught[0].filename == __file__
+    # tol=0 asks for max_iter iterations: nothing to warn about; a met tolerance neither
+    assert _convergence_warnings(ADMMClassifier(hidden_layer_sizes=(8,), max_iter=2, tol=0, random_state=0), X, y) == []
+    clf = ADMMClassifier(hidden_layer_sizes=(8,), max_iter=200, tol=1e-2, random_state=0)
+    assert _convergence_warnings(clf, X, y) == [] and clf.result_.status == "converged"
+
+
+# -- early stopping ------------------------------------------------------------------------------
+
+
+def _mlp_stop(scores, n_iter_no_change, tol):
+    """MLPClassifier's rule, written out: (iterations run, best iteration)."""
+    best, best_it, count = -np.inf, 0, 0
+    for it, s in enumerate(scores, 1):
+        count = count + 1 if s < best + tol else 0
+        if s > best:
+            best, best_it = s, it
+        if count > n_iter_no_change:
+            return it, best_it
+    return len(scores), best_it
+
+
+def test_early_stopping_follows_mlp_rule_and_keeps_the_best_weights():
+    import warnings
+
+    from sklearn.model_selection import train_test_split
+
+    from fastadmm import train_admm
+
+    X, y = blobs(n=300, d=8, k=3, seed=5, spread=3.0)
+    kw = dict(hidden=(12,), random_state=0, tol=1e-6)
+    clf = ADMMClassifier(hidden_layer_sizes=(12,), max_iter=60, early_stopping=True, validation_fraction=0.2,
+                         n_iter_no_change=3, random_state=0).fit(X, y)
+    # the same stratified split, and an ordinary fit on its training part, run to the end
+    Xtr, Xval, ytr, yval = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
+    assert np.array_equal(np.bincount(yval), np.round(np.bincount(y) * 0.2))  # stratified
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = train_admm(Xtr, ytr, max_iter=60, X_test=Xval, y_test=yval, **kw)
+    scores = full.history["test_accuracy"]
+    n_run, best_it = _mlp_stop(scores, 3, 1e-6)
+    assert n_run < 60, "the toy problem must stop early for this test to test anything"
+    assert clf.n_iter_ == n_run and clf.validation_scores_ == scores[:n_run]
+    assert clf.best_validation_score_ == max(scores[:n_run])
+    assert clf.result_.status == "interrupted" and f"weights of iteration {best_it}" in clf.result_.message
+    # the kept weights are exactly those after best_it iterations (not the last ones)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        at_best = train_admm(Xtr, ytr, max_iter=best_it, **kw)
+    assert best_it < n_run
+    for W, V in zip(clf.coefs_, at_best.weights):
+        np.testing.assert_array_equal(W, V)
+    assert np.mean(clf.result_.predict(Xval) == yval) == clf.best_validation_score_
+
+
+def test_early_stopping_off_sets_no_validation_attributes():
+    X, y = blobs(n=80, d=3)
+    clf = ADMMClassifier(hidden_layer_sizes=(4,), max_iter=3, tol=0, random_state=0).fit(X, y)
+    assert clf.validation_scores_ is None and clf.best_validation_score_ is None
+    assert np.isnan(clf.result_.history["test_accuracy"]).all()
+
+
+@pytest.mark.parametrize(
+    "params, exc, match",
+    [
+        (dict(validation_fraction=0.0), ValueError, r"validation_fraction must be a finite number > 0 and < 1"),
+        (dict(validation_fraction=1.0), ValueError, r"validation_fraction must be a finite number > 0 and < 1"),
+        (dict(validation_fraction="0.1"), TypeError, "validation_fraction must be a real number"),
+        (dict(validation_fraction=0.01), ValueError, r"validation_fraction=0.01 of the 60 samples.*could not"),
+        (dict(n_iter_no_change=0), ValueError, "n_iter_no_change must be an integer >= 1"),
+        (dict(n_iter_no_change=2.5), TypeError, "n_iter_no_change must be an integer"),
+        (dict(early_stopping="yes"), TypeError, "early_stopping must be True or False"),
+        (dict(eval_every=0), ValueError, "early_stopping needs the validation accuracy: set eval_every >= 1"),
+    ],
+)
+def test_early_stopping_bad_parameters_are_named(params, exc, match):
+    X, y = blobs(n=60, d=3, k=3)
+    with pytest.raises(exc, match=match):
+        ADMMClassifier(**{"early_stopping": True, "max_iter": 2, **params}).fit(X, y)
