@@ -1,6 +1,6 @@
 """Pick the elementwise-kernel module for a backend name, once, with errors that say how to fix.
 
-All three modules expose ``relu_z_update`` and ``output_z_update`` with the contract written in
+All three modules expose ``relu_z_update``, ``output_z_update`` and ``softmax_z_update`` with the contract written in
 ``_kernels_numpy.py``.
 """
 
@@ -14,7 +14,7 @@ from types import ModuleType
 from ._settings import BACKENDS
 
 # Bumped whenever the compiled kernels' signatures change; a build that reports another value is stale.
-KERNEL_ABI = 1
+KERNEL_ABI = 2
 
 _REBUILD = (
     "Rebuild it from the project folder with `pip install -e .` (or `python setup.py build_ext "

@@ -22,9 +22,11 @@ The loops touch no Python object (``cython -a``: only the entry, ``with nogil`` 
 """
 
 from cython cimport floating
+from libc.math cimport exp, log, fabs, INFINITY, NAN
+from libc.stdlib cimport malloc, free
 
 # Checked by fastadmm._backend: bump it together with _backend.KERNEL_ABI when a signature changes.
-KERNEL_ABI = 1
+KERNEL_ABI = 2
 
 MSE = 0
 HINGE = 1
@@ -243,4 +245,259 @@ def output_z_update(const floating[::1] y, const floating[::1] m, floating[::1] 
             lam_dot_z += _pairwise_sum(buf_lz)
             rz += _pairwise_sum(buf_rz)
             c0 += cn
+    return loss_sum, lam_dot_z, rz
+
+
+
+# --------------------------------------------------------------------------------------------------
+# Softmax cross-entropy output z-update, per sample: the method, tolerance and results are in the
+# docstring of fastadmm._kernels_numpy; this is the same algorithm, line for line as the Numba twin
+# (_kernels_numba.py), one row at a time, all arithmetic in double.  The four K-length double
+# scratch vectors are malloc'ed once per call (never per sample) and freed before returning.
+# --------------------------------------------------------------------------------------------------
+SOFTMAX_MAX_ITER = 100
+SOFTMAX_TOL64 = 1e-10
+SOFTMAX_TOL32 = 1e-6
+
+cdef enum:
+    _SM_MAX_ITER = 100
+cdef double _ARMIJO = 1e-4
+cdef double _T_MIN = 1e-20
+cdef double _EPS64 = 2.220446049250313e-16
+
+
+cdef inline double _lse_shifted(const double* z, double* e, Py_ssize_t K, double* S) noexcept nogil:
+    # e = exp(z - max z), S = sum e; returns max z
+    cdef Py_ssize_t k
+    cdef double Mx = -INFINITY, s = 0.0, ek
+    for k in range(K):
+        if z[k] > Mx:
+            Mx = z[k]
+    for k in range(K):
+        ek = exp(z[k] - Mx)
+        e[k] = ek
+        s += ek
+    S[0] = s
+    return Mx
+
+
+cdef inline double _sm_objective(const floating* y, const floating* m, const floating* lam, double beta,
+                                 const double* z, double Mx, double S, Py_ssize_t K) noexcept nogil:
+    # the objective at z (only to compare the two starting points)
+    cdef Py_ssize_t k
+    cdef double f = Mx + log(S), r
+    for k in range(K):
+        r = z[k] - <double>m[k]
+        f += (<double>lam[k] - <double>y[k]) * z[k] + beta * r * r
+    return f
+
+
+cdef inline double _sm_start(const floating* y, const floating* m, const floating* lam, double beta,
+                             double c, Py_ssize_t K, double* z, double* e, double* d, double* et,
+                             double* S) noexcept nogil:
+    # the starting point of the contract; writes z, e = exp(z - max z), S; returns max z
+    cdef Py_ssize_t k, it, n
+    cdef double w, wmax = -INFINITY, tau, h, q, f0, f1, Mx, M1, S1
+    for k in range(K):
+        w = <double>y[k] - <double>lam[k] + c * <double>m[k]
+        d[k] = w
+        if w > wmax:
+            wmax = w
+    tau = wmax - 1.0
+    for it in range(K + 1):
+        h = -1.0
+        n = 0
+        for k in range(K):
+            if d[k] > tau:
+                h += d[k] - tau
+                n += 1
+        if h <= 0.0 or n == 0:
+            break
+        tau += h / n
+    for k in range(K):
+        q = d[k] - tau
+        q = q if q > 0.0 else 0.0
+        et[k] = q
+        z[k] = <double>m[k] + ((<double>y[k] - <double>lam[k]) - q) / c
+    Mx = _lse_shifted(z, e, K, S)
+    f0 = _sm_objective(y, m, lam, beta, z, Mx, S[0], K)
+    for k in range(K):
+        d[k] = z[k] + log(et[k]) if et[k] > 0.0 else z[k]
+    M1 = _lse_shifted(d, et, K, &S1)
+    f1 = _sm_objective(y, m, lam, beta, d, M1, S1, K)
+    if f1 < f0:
+        for k in range(K):
+            z[k] = d[k]
+            e[k] = et[k]
+        S[0] = S1
+        return M1
+    return Mx
+
+
+cdef inline int _sm_row(const floating* y, const floating* m, const floating* lam, double beta,
+                        double c, double tol, Py_ssize_t K, double* z, double* e, double* d,
+                        double* et, double* Mx_out, double* S_out) noexcept nogil:
+    # one sample; returns the Newton steps taken, -1 for a non-finite gradient
+    cdef Py_ssize_t k
+    cdef int it = 0
+    cdef double lmax = 0.0, ymax = 0.0, mmax = 0.0, base, Mx, S, Mt, St
+    cdef double invS, invSt, gmax, zmax, g, p, Dk, pu, sv, coef, gd, a1, dd, dmax, dk, a2
+    cdef double t, delta, noise, gt, zk, ek, tq
+    cdef bint accepted
+    for k in range(K):
+        lmax = max(lmax, fabs(<double>lam[k]))
+        ymax = max(ymax, fabs(<double>y[k]))
+        mmax = max(mmax, fabs(<double>m[k]))
+    base = 1.0 + lmax + ymax + c * mmax
+    Mx = _sm_start(y, m, lam, beta, c, K, z, e, d, et, &S)
+    while True:
+        invS = 1.0 / S
+        gmax = 0.0
+        zmax = 0.0
+        for k in range(K):
+            g = e[k] * invS + ((<double>lam[k] - <double>y[k]) + c * (z[k] - <double>m[k]))
+            d[k] = g
+            gmax = max(gmax, fabs(g))
+            zmax = max(zmax, fabs(z[k]))
+        Mx_out[0] = Mx
+        S_out[0] = S
+        if not (gmax <= INFINITY):
+            return -1
+        if gmax <= tol * (base + c * zmax) + 16.0 * _EPS64 * zmax or it == _SM_MAX_ITER:
+            return it
+        it += 1
+        pu = 0.0
+        sv = 0.0
+        for k in range(K):
+            p = e[k] * invS
+            Dk = p + c
+            pu += p * d[k] / Dk
+            sv += p / Dk
+        coef = pu / (c * sv)
+        gd = 0.0
+        a1 = 0.0
+        dd = 0.0
+        dmax = 0.0
+        for k in range(K):
+            p = e[k] * invS
+            g = d[k]
+            dk = -(g + p * coef) / (p + c)
+            d[k] = dk
+            gd += g * dk
+            a1 += ((<double>lam[k] - <double>y[k]) + c * (z[k] - <double>m[k])) * dk
+            dd += dk * dk
+            dmax = max(dmax, fabs(dk))
+        a2 = beta * dd
+        t = 1.0
+        accepted = False
+        Mt = Mx
+        St = S
+        while t >= _T_MIN:
+            Mt = -INFINITY
+            for k in range(K):
+                zk = z[k] + t * d[k]
+                if zk > Mt:
+                    Mt = zk
+            St = 0.0
+            for k in range(K):
+                ek = exp((z[k] + t * d[k]) - Mt)
+                et[k] = ek
+                St += ek
+            delta = (Mt - Mx) + log(St / S) + t * a1 + t * t * a2
+            if delta <= _ARMIJO * t * gd:
+                accepted = True
+                break
+            noise = 16.0 * _EPS64 * (1.0 + zmax + t * dmax + fabs(t * a1) + t * t * a2)
+            if delta <= noise:
+                gt = 0.0
+                invSt = 1.0 / St
+                for k in range(K):
+                    zk = z[k] + t * d[k]
+                    g = et[k] * invSt + ((<double>lam[k] - <double>y[k]) + c * (zk - <double>m[k]))
+                    gt = max(gt, fabs(g))
+                if gt < gmax:
+                    accepted = True
+                    break
+            tq = -gd * t * t / (2.0 * (delta - gd * t))
+            if not (tq >= 0.1 * t):
+                tq = 0.1 * t
+            if tq > 0.5 * t:
+                tq = 0.5 * t
+            t = tq
+        if not accepted:
+            return it
+        for k in range(K):
+            z[k] = z[k] + t * d[k]
+            e[k] = et[k]
+        Mx = Mt
+        S = St
+
+
+def softmax_z_update(const floating[:, ::1] Y, const floating[:, ::1] M, floating[:, ::1] lam,
+                     double beta, bint lam_step, floating[:, ::1] out):
+    """Per row i: z_i = argmin lse(z) - <y_i,z> + <lam_i,z> + beta ||z - m_i||^2 (safeguarded Newton);
+    lam += beta (z - M) when lam_step; returns (loss_sum, lam_dot_z, rz)."""
+    cdef Py_ssize_t N = M.shape[0], K = M.shape[1], i, k
+    cdef floating b = <floating>beta
+    cdef double bd = <double>b
+    cdef double c = 2.0 * bd
+    cdef bint f32 = floating is float
+    cdef double tol = SOFTMAX_TOL32 if f32 else SOFTMAX_TOL64
+    cdef double loss_sum = 0.0, lam_dot_z = 0.0, rz = 0.0
+    cdef double Mx, S, ce, ysum, yk, rd
+    cdef int it
+    cdef floating zk, mk, lk, r
+    cdef const floating* yi
+    cdef const floating* mi
+    cdef floating* li
+    cdef floating* oi
+    cdef double* z
+    cdef double* e
+    cdef double* d
+    cdef double* et
+    if N == 0 or K == 0:
+        return loss_sum, lam_dot_z, rz
+    cdef double* scratch = <double*>malloc(4 * K * sizeof(double))
+    if scratch == NULL:
+        raise MemoryError(f"softmax_z_update: no memory for 4 x {K} doubles of scratch")
+    z, e, d, et = scratch, scratch + K, scratch + 2 * K, scratch + 3 * K
+    with nogil:
+        for i in range(N):
+            yi = &Y[i, 0]
+            mi = &M[i, 0]
+            li = &lam[i, 0]
+            oi = &out[i, 0]
+            it = _sm_row(yi, mi, li, bd, c, tol, K, z, e, d, et, &Mx, &S)
+            if it < 0:
+                for k in range(K):
+                    z[k] = NAN
+            # the loss at the stored z (z rounded to the dtype)
+            if f32 or it < 0:
+                for k in range(K):
+                    d[k] = <double>(<floating>z[k])
+                Mx = _lse_shifted(d, e, K, &S)
+            else:
+                for k in range(K):
+                    d[k] = z[k]
+            ce = log(S)
+            ysum = 0.0
+            for k in range(K):
+                yk = <double>yi[k]
+                ce -= yk * (d[k] - Mx)
+                ysum += yk
+            if ysum != 1.0:
+                ce += Mx * (1.0 - ysum)
+            loss_sum += ce
+            for k in range(K):
+                zk = <floating>z[k]
+                mk = mi[k]          # read before out is written: out may be M
+                lk = li[k]
+                r = zk - mk
+                rd = <double>r
+                lam_dot_z += <double>lk * <double>zk
+                rz += rd * rd
+                oi[k] = zk
+                if lam_step:
+                    li[k] = lk + b * r
+    free(scratch)
     return loss_sum, lam_dot_z, rz

@@ -211,8 +211,8 @@ def output_z_update(y, m, lam, beta, loss, lam_step, z_out):
 
 
 def warmup():
-    """Compile (or load from the cache) every signature used: float32 and float64, both losses,
-    with and without the lam step, and z_out aliasing m.  Returns nothing."""
+    """Compile (or load from the cache) every signature used: float32 and float64, both losses and
+    the softmax update, with and without the lam step.  Returns nothing."""
     for dt in (np.float32, np.float64):
         a = np.array([0.5, -1.0, 2.0], dtype=dt)
         m = np.array([-0.5, 1.0, 0.0], dtype=dt)
@@ -224,3 +224,254 @@ def warmup():
             for lam_step in (False, True):
                 lam = np.zeros(3, dtype=dt)
                 output_z_update(y, m, lam, 1.0, loss, lam_step, z)
+        Y = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=dt)
+        M2 = np.array([[0.5, -1.0], [2.0, 0.0]], dtype=dt)
+        Z2 = np.empty((2, 2), dtype=dt)
+        for lam_step in (False, True):
+            softmax_z_update(Y, M2, np.zeros((2, 2), dtype=dt), 1.0, lam_step, Z2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Softmax cross-entropy output z-update (per sample, a small strongly convex problem; see the
+# docstring of fastadmm._kernels_numpy for the method, the tolerance and the results).
+# --------------------------------------------------------------------------------------------------
+SOFTMAX_MAX_ITER = 100  # Newton iterations per sample, at most (at most 26 needed in /tmp/exp/ce/proto2.py runs)
+SOFTMAX_TOL64 = 1e-10  # relative gradient tolerance, float64 arrays
+SOFTMAX_TOL32 = 1e-6  # relative gradient tolerance, float32 arrays
+_ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
+_T_MIN = 1e-20  # smallest step length tried; below it the sample stops where it is
+_EPS64 = 2.220446049250313e-16
+
+
+@njit(cache=True, nogil=True)
+def _lse_shifted(z, e):
+    # e = exp(z - max z); returns (max z, sum e)
+    Mx = -np.inf
+    for k in range(z.shape[0]):
+        Mx = max(Mx, z[k])
+    S = 0.0
+    for k in range(z.shape[0]):
+        ek = np.exp(z[k] - Mx)
+        e[k] = ek
+        S += ek
+    return Mx, S
+
+
+@njit(cache=True, nogil=True)
+def _softmax_objective_shifted(y, m, lam, beta, z, Mx, S):
+    # f(z) - <y - lam, ...> evaluated directly (only to compare two starting points)
+    f = Mx + np.log(S)
+    for k in range(z.shape[0]):
+        r = z[k] - np.float64(m[k])
+        f += (np.float64(lam[k]) - np.float64(y[k])) * z[k] + beta * r * r
+    return f
+
+
+@njit(cache=True, nogil=True)
+def _softmax_start(y, m, lam, beta, c, z, e, d, et):
+    """Starting point: with w = y - lam + c m and q = the Euclidean projection of w onto the
+    simplex, z = m + (y - lam - q)/c (the solution when the entropy term of the dual is dropped,
+    exact as c -> 0 up to O(log) terms), or that point with log(q) added on the support of q,
+    whichever has the smaller objective.  Writes z, e; returns (max z, sum e)."""
+    K = z.shape[0]
+    # tau with sum max(w - tau, 0) = 1: Newton from below on a convex piecewise-linear function
+    wmax = -np.inf
+    for k in range(K):
+        w = np.float64(y[k]) - np.float64(lam[k]) + c * np.float64(m[k])
+        d[k] = w
+        wmax = max(wmax, w)
+    tau = wmax - 1.0
+    for _ in range(K + 1):
+        h = -1.0
+        n = 0
+        for k in range(K):
+            if d[k] > tau:
+                h += d[k] - tau
+                n += 1
+        if h <= 0.0 or n == 0:
+            break
+        tau += h / n
+    for k in range(K):
+        q = d[k] - tau
+        q = q if q > 0.0 else 0.0
+        et[k] = q
+        z[k] = np.float64(m[k]) + ((np.float64(y[k]) - np.float64(lam[k])) - q) / c
+    Mx, S = _lse_shifted(z, e)
+    f0 = _softmax_objective_shifted(y, m, lam, beta, z, Mx, S)
+    for k in range(K):
+        d[k] = z[k] + np.log(et[k]) if et[k] > 0.0 else z[k]
+    M1, S1 = _lse_shifted(d, et)
+    f1 = _softmax_objective_shifted(y, m, lam, beta, d, M1, S1)
+    if f1 < f0:
+        for k in range(K):
+            z[k] = d[k]
+            e[k] = et[k]
+        return M1, S1
+    return Mx, S
+
+
+@njit(cache=True, nogil=True)
+def _softmax_row(y, m, lam, beta, c, tol, z, e, d, et):
+    """Solve one sample in float64: z = argmin lse(z) - <y,z> + <lam,z> + beta ||z - m||^2.
+
+    y, m, lam: the sample's rows (array dtype); z, e, d, et: float64 scratch of length K.  On return
+    z holds the solution, e = exp(z - zmax) with zmax = max(z) and S = sum(e); returns
+    (iterations, zmax, S), iterations = -1 when the gradient is not finite (a non-finite input).
+    """
+    K = z.shape[0]
+    lmax = 0.0
+    ymax = 0.0
+    mmax = 0.0
+    for k in range(K):
+        lmax = max(lmax, abs(np.float64(lam[k])))
+        ymax = max(ymax, abs(np.float64(y[k])))
+        mmax = max(mmax, abs(np.float64(m[k])))
+    base = 1.0 + lmax + ymax + c * mmax  # the scale of the gradient's fixed terms
+    Mx, S = _softmax_start(y, m, lam, beta, c, z, e, d, et)
+    it = 0
+    while True:
+        # gradient g = p - y + lam + c (z - m), p = e / S; d holds g for now
+        invS = 1.0 / S
+        gmax = 0.0
+        zmax = 0.0
+        for k in range(K):
+            g = e[k] * invS + (np.float64(lam[k]) - np.float64(y[k]) + c * (z[k] - np.float64(m[k])))
+            d[k] = g
+            gmax = max(gmax, abs(g))
+            zmax = max(zmax, abs(z[k]))
+        if not (gmax <= np.inf):  # NaN (or inf) from a non-finite input
+            return -1, Mx, S
+        if gmax <= tol * (base + c * zmax) + 16.0 * _EPS64 * zmax or it == SOFTMAX_MAX_ITER:
+            return it, Mx, S
+        it += 1
+        # Newton direction d = -H^-1 g, H = diag(p) - p p^T + c I = D - p p^T, D = diag(p + c):
+        # Sherman-Morrison, H^-1 g = D^-1 g + D^-1 p (p^T D^-1 g) / (1 - p^T D^-1 p), where
+        # 1 - p^T D^-1 p = sum_k p_k c / (p_k + c) = c sum_k p_k / D_k (sum p = 1), without cancellation
+        pu = 0.0
+        sv = 0.0
+        for k in range(K):
+            p = e[k] * invS
+            Dk = p + c
+            pu += p * d[k] / Dk
+            sv += p / Dk
+        coef = pu / (c * sv)
+        gd = 0.0  # <g, d> < 0
+        a1 = 0.0  # <lam - y + c (z - m), d>: the slope of the smooth terms
+        dd = 0.0
+        dmax = 0.0
+        for k in range(K):
+            p = e[k] * invS
+            g = d[k]
+            dk = -(g + p * coef) / (p + c)
+            d[k] = dk
+            gd += g * dk
+            a1 += (np.float64(lam[k]) - np.float64(y[k]) + c * (z[k] - np.float64(m[k]))) * dk
+            dd += dk * dk
+            dmax = max(dmax, abs(dk))
+        a2 = beta * dd
+        # backtracking: f(z + t d) - f(z) = [lse(z + t d) - lse(z)] + t a1 + t^2 a2, the lse difference
+        # taken as (Mt - Mx) + log(St / S) with both sums shifted by their own maximum
+        t = 1.0
+        accepted = False
+        Mt = Mx
+        St = S
+        while t >= _T_MIN:
+            Mt = -np.inf
+            for k in range(K):
+                Mt = max(Mt, z[k] + t * d[k])
+            St = 0.0
+            for k in range(K):
+                ek = np.exp((z[k] + t * d[k]) - Mt)
+                et[k] = ek
+                St += ek
+            delta = (Mt - Mx) + np.log(St / S) + t * a1 + t * t * a2
+            if delta <= _ARMIJO * t * gd:
+                accepted = True
+                break
+            # a change within the rounding of delta: accept if the gradient got smaller
+            noise = 16.0 * _EPS64 * (1.0 + zmax + t * dmax + abs(t * a1) + t * t * a2)
+            if delta <= noise:
+                gt = 0.0
+                invSt = 1.0 / St
+                for k in range(K):
+                    zk = z[k] + t * d[k]
+                    g = et[k] * invSt + (np.float64(lam[k]) - np.float64(y[k]) + c * (zk - np.float64(m[k])))
+                    gt = max(gt, abs(g))
+                if gt < gmax:
+                    accepted = True
+                    break
+            # minimiser of the quadratic through f(z), the slope gd and f(z + t d), kept in [t/10, t/2]
+            tq = -gd * t * t / (2.0 * (delta - gd * t))
+            if not (tq >= 0.1 * t):
+                tq = 0.1 * t
+            if tq > 0.5 * t:
+                tq = 0.5 * t
+            t = tq
+        if not accepted:  # no decrease left at the rounding level: z is the solution
+            return it, Mx, S
+        for k in range(K):
+            z[k] = z[k] + t * d[k]
+            e[k] = et[k]
+        Mx = Mt
+        S = St
+
+
+@njit(cache=True, nogil=True)
+def softmax_z_update(Y, M, lam, beta, lam_step, out):
+    """Per row i: z_i = argmin lse(z) - <y_i,z> + <lam_i,z> + beta ||z - m_i||^2 (safeguarded Newton);
+    lam += beta (z - M) when lam_step; returns (loss_sum, lam_dot_z, rz)."""
+    N = M.shape[0]
+    K = M.shape[1]
+    dt = M.dtype.type
+    b = dt(beta)  # beta rounded to the dtype, as in every kernel
+    bd = np.float64(b)
+    c = 2.0 * bd
+    f32 = M.itemsize == 4
+    tol = SOFTMAX_TOL32 if f32 else SOFTMAX_TOL64
+    # scratch, once per call (never per sample)
+    z = np.empty(K, np.float64)
+    e = np.empty(K, np.float64)
+    d = np.empty(K, np.float64)
+    et = np.empty(K, np.float64)
+    loss_sum = 0.0
+    lam_dot_z = 0.0
+    rz = 0.0
+    for i in range(N):
+        yi = Y[i]
+        mi = M[i]
+        li = lam[i]
+        oi = out[i]
+        it, Mx, S = _softmax_row(yi, mi, li, bd, c, tol, z, e, d, et)
+        if it < 0:
+            for k in range(K):
+                z[k] = np.nan
+        # the stored z is z rounded to the dtype; the loss is taken there:
+        # lse(z) - <y,z> = log(sum exp(z - zmax)) - <y, z - zmax> + zmax (1 - sum y)
+        if f32 or it < 0:
+            for k in range(K):
+                d[k] = np.float64(dt(z[k]))
+            Mx, S = _lse_shifted(d, e)
+        else:
+            for k in range(K):
+                d[k] = z[k]
+        ce = np.log(S)
+        ysum = 0.0
+        for k in range(K):
+            yk = np.float64(yi[k])
+            ce -= yk * (d[k] - Mx)
+            ysum += yk
+        if ysum != 1.0:
+            ce += Mx * (1.0 - ysum)
+        loss_sum += ce
+        for k in range(K):
+            zk = dt(z[k])
+            mk = mi[k]  # read before out is written: out may be M
+            lk = li[k]
+            r = zk - mk
+            rd = np.float64(r)
+            lam_dot_z += np.float64(lk) * np.float64(zk)  # lam_old * z
+            rz += rd * rd
+            oi[k] = zk
+            if lam_step:
+                li[k] = lk + b * r  # lam += beta*(z - m), in the array dtype
+    return loss_sum, lam_dot_z, rz
