@@ -15,6 +15,7 @@ from typing import Optional
 INITS = ("forward", "gaussian")
 BACKENDS = ("cython", "numba", "numpy")
 DTYPES = ("float32", "float64")
+PROX_METRICS = ("gram", "identity")
 
 
 @dataclass
@@ -84,6 +85,22 @@ class ADMMSettings:
     threads: Optional[int] = 1
     # Stop with status "diverged" when the objective exceeds its first finite value by this factor.
     divergence_factor: float = 1e12
+    # Rows per mini-batch (docs/ALGORITHM.md, section 6): an iteration is then one epoch over shuffled
+    # batches, each started by a forward pass and updated by `batch_sweeps` backward sweeps with a
+    # proximal W-update; every layer gets a bias and weights start He-scaled (init_scale,
+    # initialization, multiplier and warm_start_iter do not apply).  None = the full-batch algorithm
+    # (Algorithm 1), exactly as without this setting.
+    batch_size: Optional[int] = None
+    # Backward sweeps per batch (mini-batch only).
+    batch_sweeps: int = 1
+    # Weight of the proximal term of the mini-batch W-update, relative to the layer's batch Gram
+    # (prox_metric="gram": P = prox * batch * S) or absolute (prox_metric="identity": P = prox * I).
+    prox: float = 1.0
+    # Metric of the proximal term: "gram" = the running mean S of the layer's input Gram (for layer 1
+    # the whole training set's), "identity" = the BCD papers' alpha ||W - W_prev||^2.
+    prox_metric: str = "gram"
+    # Decay of the running Gram S <- gram_decay S + (1 - gram_decay) (batch Gram / batch).
+    gram_decay: float = 0.9
 
     @classmethod
     def paper(cls, **overrides) -> "ADMMSettings":
@@ -138,6 +155,18 @@ class ADMMSettings:
         nonneg_int("penalty_every")
         if self.penalty_every == 0:
             raise ValueError("penalty_every must be an integer >= 1, got 0")
+        if self.batch_size is not None and (
+            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be None or an integer >= 1, got {self.batch_size!r}")
+        if isinstance(self.batch_sweeps, bool) or not isinstance(self.batch_sweeps, int) or self.batch_sweeps < 1:
+            raise ValueError(f"batch_sweeps must be an integer >= 1, got {self.batch_sweeps!r}")
+        positive("prox")
+        if self.prox_metric not in PROX_METRICS:
+            raise ValueError(f"prox_metric must be one of {PROX_METRICS}, got {self.prox_metric!r}")
+        if not (isinstance(self.gram_decay, (int, float)) and not isinstance(self.gram_decay, bool)
+                and 0 <= self.gram_decay < 1):
+            raise ValueError(f"gram_decay must be a number in [0, 1), got {self.gram_decay!r}")
         if self.initialization not in INITS:
             raise ValueError(f"initialization must be one of {INITS}, got {self.initialization!r}")
         if self.backend not in BACKENDS:

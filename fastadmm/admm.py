@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from . import _backend, _comm, _inputs, _linalg, _losses, _validation
 from ._interrupt import deferred_sigint
+from ._minibatch import MiniBatchADMM
 from ._result import Result
 from ._settings import ADMMSettings
 
@@ -70,7 +71,7 @@ class _Problem:
         self.L = L = len(sizes) - 1
         self.s = settings
         self.k = kernels
-        self.loss_code = _LOSS_CODE[loss]
+        self.loss = loss
         dt = X.dtype
         N = X.shape[0]
         self.beta = [float(settings.beta)] * (L + 1)
@@ -240,9 +241,11 @@ class _Problem:
     def _output_update(self, lam_step):
         L = self.L
         self._linear(L)
+        if self.loss == "cross_entropy":  # a K-dimensional solve per sample (row)
+            return self.k.softmax_z_update(self.T, self.Z[L], self.lam, self.beta[L], lam_step, self.Z[L])
         Zf = self.Z[L].reshape(-1)
         return self.k.output_z_update(
-            self.T.reshape(-1), Zf, self.lam.reshape(-1), self.beta[L], self.loss_code, lam_step, Zf
+            self.T.reshape(-1), Zf, self.lam.reshape(-1), self.beta[L], _LOSS_CODE[self.loss], lam_step, Zf
         )
 
     def sweep(self, timings):
@@ -345,9 +348,12 @@ def _fingerprint(X, y_index) -> str:
     return h.hexdigest()
 
 
-def _check_init(init, sizes, loss, classes, intercept, X=None, y_index=None):
+def _check_init(init, sizes, loss, classes, intercept, X=None, y_index=None, minibatch=False):
     if init is None:
         return
+    if isinstance(init, Result) and init.state is not None and ("S" in init.state) != minibatch:
+        kind = "mini-batch (batch_size set)" if "S" in init.state else "full-batch (batch_size=None)"
+        raise ValueError(f"init is a {kind} fit; resume it with the same batch_size")
     stored = init.settings.get("data_fingerprint") if isinstance(init, Result) and isinstance(init.settings, dict) else None
     if stored is not None and X is not None and stored != _fingerprint(X, y_index):
         raise ValueError(
@@ -357,7 +363,7 @@ def _check_init(init, sizes, loss, classes, intercept, X=None, y_index=None):
     if not isinstance(init, Result) or init.method != "admm" or init.state is None:
         raise TypeError("init must be a Result of train_admm (with its state), e.g. one loaded by fastadmm.load")
     shapes = [W.shape for W in init.weights]
-    expected = [(sizes[l], sizes[l - 1]) for l in range(1, len(sizes))]
+    expected = [(sizes[l], sizes[l - 1] + int(minibatch and l > 1)) for l in range(1, len(sizes))]
     if shapes != expected:
         raise ValueError(f"init has layer shapes {shapes}, but X, y and hidden give {expected}")
     if init.intercept != intercept:
@@ -366,8 +372,7 @@ def _check_init(init, sizes, loss, classes, intercept, X=None, y_index=None):
         raise ValueError(f"init was trained with loss={init.loss!r}; pass the same loss to resume")
     if not np.array_equal(np.asarray(init.classes), classes):
         raise ValueError("init was trained on other classes than y holds; resume on the same data")
-    n = init.state["lam"].shape[0]
-    if n != init.state["Z"][0].shape[0]:
+    if not minibatch and init.state["lam"].shape[0] != init.state["Z"][0].shape[0]:
         raise ValueError("init's state is inconsistent (corrupt checkpoint?)")
 
 
@@ -415,12 +420,19 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
         raise error
     else:
         row_offset, n_global = 0, X.shape[0]
-    sizes = _layer_sizes(X.shape[1] + int(settings.intercept), hidden, _losses.n_outputs(len(classes)))
+    minibatch = settings.batch_size is not None
+    sizes = _layer_sizes(X.shape[1] + int(settings.intercept or minibatch), hidden,
+                         _losses.n_outputs(len(classes), loss))
     error = None
     try:  # checks of one rank's own arguments: they too must fail on every rank together
         X_test, y_test_index = _validation.check_test(X_test, y_test, classes, X.shape[1], X.dtype)
-        _check_init(init, sizes, loss, classes, settings.intercept, X, y_index)
-        if init is not None and init.state["lam"].shape[0] != X.shape[0]:
+        if minibatch and comm.distributed:
+            raise ValueError("batch_size is not supported with comm= yet; run mini-batch ADMM in one process "
+                             "(or the full-batch method, batch_size=None, over MPI)")
+        if minibatch and not settings.intercept:
+            raise ValueError("batch_size gives every layer a bias; it needs intercept=True")
+        _check_init(init, sizes, loss, classes, settings.intercept or minibatch, X, y_index, minibatch)
+        if init is not None and not minibatch and init.state["lam"].shape[0] != X.shape[0]:
             raise ValueError(
                 f"init holds the state of {init.state['lam'].shape[0]} samples but X has {X.shape[0]}; "
                 "resume on the same training set"
@@ -549,8 +561,11 @@ def train_admm(
 
         limits = threadpool_limits(settings.threads) if settings.threads is not None else None
         try:
-            T = _losses.targets(y_index, len(classes), X.dtype)
-            problem = _Problem(X, T, sizes, loss, settings, kernels, rng, init, comm, row_offset, n_global)
+            T = _losses.targets(y_index, len(classes), X.dtype, loss)
+            if settings.batch_size is not None:
+                problem = MiniBatchADMM(X, T, sizes, loss, settings, kernels, rng, init, comm)
+            else:
+                problem = _Problem(X, T, sizes, loss, settings, kernels, rng, init, comm, row_offset, n_global)
             timings["setup"] = time.perf_counter() - t_setup - timings["compile"]
             history = _history_template(init)
             used = settings.as_dict()
@@ -577,7 +592,7 @@ def train_admm(
                     settings=used,
                     state=problem.state() if status != "diverged" else None,
                     message=message,
-                    intercept=settings.intercept,
+                    intercept=problem.intercept,
                 )
 
             status, message = _loop(problem, max_iter, X, y_index, T, problem.compact_test(X_test), y_test_index, loss, history,

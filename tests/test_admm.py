@@ -292,7 +292,7 @@ GOOD_X, GOOD_Y = blobs(n=20, d=4)
         (dict(hidden=(10, 0)), ValueError, "hidden sizes must be >= 1"),
         (dict(hidden=(-3,)), ValueError, "hidden sizes must be >= 1"),
         (dict(hidden=(2.5,)), TypeError, "hidden must hold integers"),
-        (dict(loss="cross_entropy"), ValueError, "loss must be one of"),
+        (dict(loss="logistic"), ValueError, "loss must be one of"),
         (dict(max_iter=0), ValueError, "max_iter must be an integer >= 1"),
         (dict(beta=0.0), ValueError, "beta must be a finite number > 0"),
         (dict(gamma=-1.0), ValueError, "gamma must be a finite number > 0"),
