@@ -1,7 +1,7 @@
 """The one communication primitive ADMM needs, for one process or for MPI ranks.
 
 Samples are split across ranks by rows; per layer and iteration the only exchange is a sum of
-``a a^T`` and ``z a^T`` (ALGORITHM.md, "Distributed form").  Without a communicator every
+``a a^T`` and ``z a^T`` (docs/ALGORITHM.md, section 5).  Without a communicator every
 reduction is the identity, so the single-process driver pays nothing for it.
 """
 

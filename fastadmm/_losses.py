@@ -2,7 +2,7 @@
 
 For "mse" and "hinge", two classes give one output unit with target 0 or 1 and K > 2 classes give
 K output units with one-hot targets.  These two losses are separable per output entry
-(ALGORITHM.md):
+(docs/ALGORITHM.md, section 3.4):
 
 * ``"mse"``:   (o - t)^2
 * ``"hinge"``: max(1 - o, 0) where t = 1, max(o, 0) where t = 0

@@ -1,6 +1,6 @@
 """The ADMM driver: validate once, allocate once, loop over sweeps, stop, return a Result.
 
-One sweep is Algorithm 1 of Taylor et al. (2016), see ALGORITHM.md::
+One sweep is Algorithm 1 of Taylor et al. (2016), see docs/ALGORITHM.md, section 3::
 
     for l = 1 .. L-1:
         W_l <- z_l a_{l-1}^+                          (ridge-regularised least squares)
@@ -310,7 +310,7 @@ def _gaussian_rows(rng, n_global, rows, out):
 
 
 def _objective(sums, L, penalties):
-    """The augmented Lagrangian (ALGORITHM.md, eq. 4-5) from the global sums of a sweep."""
+    """The augmented Lagrangian (docs/ALGORITHM.md, section 1) from the global sums of a sweep."""
     beta, gamma = penalties
     obj = sum(gamma[l] * sums[L + l - 1] + beta[l] * sums[l - 1] for l in range(1, L))
     return float(obj + sums[2 * L - 1] + sums[2 * L] + beta[L] * sums[L - 1])

@@ -3,7 +3,7 @@
 The driver itself is :func:`fastadmm.train_admm` with ``comm=`` an mpi4py communicator: each rank
 passes only its own rows of ``X, y`` (and of ``X_test, y_test``); per layer and iteration the ranks
 all-reduce the Gram ``a a^T`` and the cross product ``z a^T`` in one packed buffer, every rank solves
-for the same ``W``, and the a-, z- and lam-updates stay local (ALGORITHM.md, "Distributed form").
+for the same ``W``, and the a-, z- and lam-updates stay local (docs/ALGORITHM.md, section 5).
 Every rank gets back the same Result (weights, history, reduced accuracies).
 
 This module adds what a script around that call needs::
@@ -143,13 +143,9 @@ def shard(rank: int, size: int, *arrays):
 
 
 def idx_length(path: str | os.PathLike) -> int:
-    """The number of rows (first dimension) of an IDX file, read from its header only."""
-    path = Path(path)
-    with _data._open_binary(path) as f:
-        try:
-            return int(_data._read_header(f, path)[0])
-        except (OSError, EOFError) as exc:  # a broken gzip header
-            raise _data.DataError(f"{path}: corrupt file ({exc})") from exc
+    """The number of rows (first dimension) of an IDX file, read from its header only (a DataError
+    naming the file for a corrupt header or gzip stream)."""
+    return int(_data.idx_dims(path)[0])
 
 
 def read_idx_shard(path: str | os.PathLike, rank: int, size: int) -> np.ndarray:
@@ -204,9 +200,10 @@ def _read_split_shard(images_path: Path, labels_path: Path, rank, size, classes)
     """(X, y, (start, stop), n) of one split: the labels whole (one byte a sample), the images only
     in the range of rows that holds this rank's selected samples."""
     labels = _data.read_idx(labels_path)
-    if labels.ndim != 1:
-        raise _data.DataError(f"{labels_path}: expected labels (a 1-D IDX file), found a {labels.ndim}-D one")
-    n_images = idx_length(images_path)
+    _data.check_labels(labels_path, labels)
+    dims = _data.idx_dims(images_path)
+    _data.check_image_dims(images_path, dims)  # 28x28 and at least one image, before reading pixels
+    n_images = dims[0]
     if n_images != labels.shape[0]:
         raise _data.DataError(
             f"{images_path} holds {n_images:,} images but {labels_path} holds {labels.shape[0]:,} labels")
@@ -215,8 +212,6 @@ def _read_split_shard(images_path: Path, labels_path: Path, rank, size, classes)
     mine = rows[start:stop]
     lo, hi = int(mine[0]), int(mine[-1]) + 1
     images = _data.read_idx(images_path, lo, hi)
-    if images.ndim != 3:
-        raise _data.DataError(f"{images_path}: expected images (a 3-D IDX file), found a {images.ndim}-D one")
     X = images.reshape(images.shape[0], -1)
     if mine.shape[0] != hi - lo:
         X = X[mine - lo]

@@ -1,6 +1,6 @@
 """A plain NumPy implementation of Algorithm 1, in the paper's column layout, for the tests.
 
-Written straight from ALGORITHM.md with no attempt at speed: every solve is np.linalg.solve on the
+Written straight from docs/ALGORITHM.md (section 3) with no attempt at speed: every solve is np.linalg.solve on the
 textbook formula, every z-update the two-candidate rule applied entry by entry.  It shares no code
 with fastadmm except the documented initialisation procedure (which it re-implements).
 """
