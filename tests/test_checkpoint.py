@@ -110,3 +110,215 @@ def test_save_into_missing_folder_names_it(tmp_path):
         res.save(tmp_path / "no" / "m.npz")
     with pytest.raises(ValueError, match="checkpoint folder"):
         train_admm(X, y, hidden=(4,), max_iter=2, checkpoint=tmp_path / "no" / "m.npz")
+
+
+# --------------------------------------------------------------------------------------------------
+# Every damaged or inconsistent file raises CheckpointError naming it (issue 9, item 8)
+
+
+def small_result():
+    X, y = data(n=24, d=4)
+    return train_admm(X, y, hidden=(3,), max_iter=2, random_state=0, X_test=X[:6], y_test=y[:6])
+
+
+def assert_same_result(a, b):
+    assert len(a.weights) == len(b.weights)
+    for u, v in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(u, v)
+    assert (a.status, a.n_iter, a.loss, a.method, a.intercept, a.message) == (
+        b.status, b.n_iter, b.loss, b.method, b.intercept, b.message)
+    np.testing.assert_array_equal(a.classes, b.classes)
+    assert a.settings == b.settings and a.timings == b.timings
+    assert a.history.keys() == b.history.keys()
+    for key in a.history:
+        np.testing.assert_array_equal(np.asarray(a.history[key], float), np.asarray(b.history[key], float))
+    for key in ("Z", "A"):
+        for u, v in zip(a.state[key], b.state[key]):
+            np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(a.state["lam"], b.state["lam"])
+    assert (a.state["beta"], a.state["gamma"], a.state["iteration"]) == (
+        b.state["beta"], b.state["gamma"], b.state["iteration"])
+
+
+def test_single_byte_flips_load_equal_or_raise_checkpoint_error(tmp_path):
+    """400 deterministic single-byte corruptions of a small checkpoint: each loads to the same Result
+    (a byte the reader does not use, such as a timestamp) or raises CheckpointError naming the file."""
+    res = small_result()
+    raw = res.save(tmp_path / "good.npz").read_bytes()
+    rng = np.random.default_rng(2024)
+    positions = rng.choice(len(raw), 400, replace=False)
+    xors = rng.integers(1, 256, 400)
+    path = tmp_path / "flipped.npz"
+    outcomes = {"equal": 0, "error": 0}
+    for pos, xor in zip(positions, xors):
+        damaged = bytearray(raw)
+        damaged[pos] ^= int(xor)
+        path.write_bytes(bytes(damaged))
+        try:
+            back = fastadmm.load(path)
+        except CheckpointError as exc:
+            assert "flipped.npz" in str(exc), (pos, xor, str(exc))
+            outcomes["error"] += 1
+        else:
+            assert_same_result(res, back)
+            outcomes["equal"] += 1
+    assert outcomes["error"] > 300  # nearly every byte matters (array data is CRC-checked)
+
+
+def _zip_offsets(raw: bytes, signature: bytes) -> list:
+    out, start = [], 0
+    while (i := raw.find(signature, start)) >= 0:
+        out.append(i)
+        start = i + 1
+    return out
+
+
+def _damage_zip(raw: bytes, how: str) -> bytes:
+    b = bytearray(raw)
+    local = _zip_offsets(raw, b"PK\x03\x04")  # local file headers: flags at +6, method at +8
+    central = _zip_offsets(raw, b"PK\x01\x02")  # central directory: flags at +8, method at +10
+    if how == "encrypted flag":  # zipfile: RuntimeError "is encrypted, password required"
+        b[central[0] + 8] |= 0x01
+    elif how == "patched-data flag":  # zipfile: NotImplementedError "compressed patched data"
+        b[central[1] + 8] |= 0x20
+    elif how == "compression method":  # zipfile: NotImplementedError "compression method"
+        b[central[2] + 10] = 99
+    elif how == "npy header brace":  # numpy's header parser: tokenize.TokenError (in the meta member)
+        b[raw.index(b"}", local[-1])] ^= 0xFF
+    elif how == "npy version 3":  # numpy's header parser: tokenize.TokenError
+        b[raw.index(b"NUMPY", local[-1]) + 5] = 3
+    return bytes(b)
+
+
+@pytest.mark.parametrize("how", ["encrypted flag", "patched-data flag", "compression method", "npy header brace",
+                                 "npy version 3"])
+def test_zip_and_npy_damage_raises_checkpoint_error(tmp_path, how):
+    path = small_result().save(tmp_path / "m.npz")
+    path.write_bytes(_damage_zip(path.read_bytes(), how))
+    with pytest.raises(CheckpointError, match="m.npz"):
+        fastadmm.load(path)
+
+
+def _rewrite(path, change):
+    """Rewrite a valid checkpoint with change(meta, arrays) applied (a well-formed file, wrong content)."""
+    import json
+
+    with np.load(path, allow_pickle=False) as d:
+        arrays = {k: d[k] for k in d.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta = change(meta, arrays)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    return path
+
+
+def _set(arrays, **new):
+    arrays.update(new)
+
+
+INCONSISTENT = {
+    "meta is a list": (lambda m, a: [1, 2], "JSON list"),
+    "meta without history": (lambda m, a: {k: v for k, v in m.items() if k != "history"}, "history"),
+    "n_weights a string": (lambda m, a: {**m, "n_weights": "2"}, "n_weights"),
+    "intercept a number": (lambda m, a: {**m, "intercept": 1}, "intercept"),
+    "unknown loss": (lambda m, a: {**m, "loss": "mae"}, "loss"),
+    "history columns of different lengths": (
+        lambda m, a: {**m, "history": {**m["history"], "iteration": [1]}}, "entries"),
+    "state without beta": (lambda m, a: {**m, "state": {k: v for k, v in m["state"].items() if k != "beta"}}, "beta"),
+    "beta of the wrong length": (lambda m, a: {**m, "state": {**m["state"], "beta": [1.0]}}, "beta"),
+    "n_Z disagrees with the layers": (lambda m, a: {**m, "state": {**m["state"], "n_Z": 3}}, "layers"),
+    "weights that do not chain": (lambda m, a: _set(a, W1=np.zeros((3, 5))) or m, "do not chain"),
+    "weights of different dtypes": (lambda m, a: _set(a, W1=a["W1"].astype(np.float32)) or m, "W1"),
+    "a 3-D weight": (lambda m, a: _set(a, W1=a["W1"][None]) or m, "W1"),
+    "integer weights": (lambda m, a: _set(a, W0=a["W0"].astype(np.int64)) or m, "W0"),
+    "more classes than outputs": (lambda m, a: _set(a, classes=np.arange(5)) or m, "output"),
+    "repeated classes": (lambda m, a: _set(a, classes=np.array([0, 0, 1])) or m, "distinct"),
+    "Z width not the layer's": (lambda m, a: _set(a, Z0=np.zeros((24, 7))) or m, "Z0"),
+    "A width not the layer's": (lambda m, a: _set(a, A0=np.zeros((24, 2))) or m, "A0"),
+    "lam rows not Z's": (lambda m, a: _set(a, lam=np.zeros((20, 3))) or m, "Z0"),
+    "state dtype differs": (lambda m, a: _set(a, Z1=a["Z1"].astype(np.float32)) or m, "Z1"),
+    "an array missing": (lambda m, a: (a.pop("A0"), m)[1], "missing"),
+    "an array too many": (lambda m, a: _set(a, W2=np.zeros((3, 3))) or m, "unexpected"),
+    "object array": (None, "dtype"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INCONSISTENT))
+def test_inconsistent_checkpoint_raises_checkpoint_error(tmp_path, case):
+    change, words = INCONSISTENT[case]
+    path = small_result().save(tmp_path / "m.npz")
+    if change is None:  # a pickled object array where the classes belong (never unpickled)
+        with np.load(path, allow_pickle=False) as d:
+            arrays = {k: d[k] for k in d.files}
+        arrays["classes"] = np.array([0, "a", None], dtype=object)
+        np.savez(path, **arrays)
+    else:
+        _rewrite(path, change)
+    with pytest.raises(CheckpointError, match="m.npz") as info:
+        fastadmm.load(path)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize("shape", [b"(9, 9)", b"(999999999999, 99999999)"])
+def test_npy_header_announcing_more_than_the_member_holds(tmp_path, shape):
+    """A member whose .npy header (CRC intact) announces more than it holds is rejected before anything
+    is allocated (the second shape would need 800 PB)."""
+    import io
+    import zipfile
+
+    path = small_result().save(tmp_path / "m.npz")
+    rebuilt = tmp_path / "rebuilt.npz"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(rebuilt, "w") as dst:
+        for info in src.infolist():
+            content = src.read(info)
+            if info.filename == "W0.npy":
+                content = content.replace(b"'shape': (3, 5)", b"'shape': " + shape)
+                buf = io.BytesIO(content)  # still a well-formed header (numpy pads it to 64 bytes)
+                np.lib.format.read_array_header_1_0((np.lib.format.read_magic(buf), buf)[1])
+            dst.writestr(info.filename, content)
+    with pytest.raises(CheckpointError, match=r"rebuilt.npz: member W0.npy announces"):
+        fastadmm.load(rebuilt)
+
+
+# --------------------------------------------------------------------------------------------------
+# One JSON codec: NaN and +-inf round-trip as floats (issue 10)
+
+
+def test_non_finite_history_values_round_trip_as_floats(tmp_path):
+    res = small_result()
+    res.history["train_loss"][0] = float("inf")
+    res.history["objective"][1] = float("-inf")
+    res.history["residual_z"][0][1] = float("nan")
+    res.history["test_accuracy"][0] = float("nan")
+    res.timings["W"] = float("inf")
+    back = fastadmm.load(res.save(tmp_path / "m.npz"))
+    assert back.history["train_loss"][0] == float("inf") and isinstance(back.history["train_loss"][0], float)
+    assert back.history["objective"][1] == float("-inf")
+    assert np.isnan(back.history["residual_z"][0][1]) and np.isnan(back.history["test_accuracy"][0])
+    assert back.timings["W"] == float("inf")
+    assert_same_result(res, back)
+
+
+def test_version_1_files_from_the_old_writer_still_load(tmp_path):
+    """The old writer stored NaN as null and +-inf as the strings 'inf' / '-inf'."""
+    path = small_result().save(tmp_path / "m.npz")
+
+    def old_style(meta, arrays):
+        meta["history"]["train_loss"][0] = "inf"
+        meta["history"]["objective"][0] = "-inf"
+        meta["history"]["test_accuracy"] = [None] * len(meta["history"]["test_accuracy"])
+        return meta
+
+    _rewrite(path, old_style)
+    back = fastadmm.load(path)
+    assert back.history["train_loss"][0] == float("inf") and back.history["objective"][0] == float("-inf")
+    assert all(np.isnan(v) for v in back.history["test_accuracy"])
+
+
+def test_a_later_layer_with_a_bias_column_loads(tmp_path):
+    """Mini-batch ADMM gives later layers a bias: W_l with one column more than W_{l-1} has rows."""
+    res = small_result()
+    path = _rewrite(res.save(tmp_path / "m.npz"),
+                    lambda m, a: _set(a, W1=np.concatenate([a["W1"], np.ones((3, 1))], axis=1)) or m)
+    back = fastadmm.load(path)
+    assert back.weights[1].shape == (3, 4)
