@@ -214,7 +214,7 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         """Class probabilities, column k for ``classes_[k]``; the largest is the predicted class.
 
         Softmax of the outputs, or for a single output (two classes with loss "mse"/"hinge")
-        ``[1 - p, p]`` with ``p = sigmoid(4 (output - 0.5))``.  Calibrated only as far as training
+        ``[1 - p, p]`` with ``p = sigmoid(8 (output - 0.5))``.  Calibrated only as far as training
         makes them with loss="cross_entropy"; with "mse" and "hinge" they rank classes but are not
         calibrated probabilities (see :meth:`fastadmm.Result.predict_proba`; scikit-learn's
         CalibratedClassifierCV calibrates them).

@@ -77,11 +77,12 @@ def test_single_output_probabilities_follow_the_documented_map():
     assert np.isfinite(L).all()
     np.testing.assert_allclose(L[0], [0.0, BINARY_SLOPE * (-1000.5 - 0.5)], rtol=1e-12)
     np.testing.assert_allclose(L[1:-1], np.log(P[1:-1]), rtol=1e-12, atol=1e-15)  # log near 1: absolute
-    # p is tangent to p = o at the threshold (slope 1) and uncalibrated as documented: o = 1 -> 0.88
+    # slope BINARY_SLOPE / 4 at the threshold, and the documented values at the targets 1 and 0
     o = np.array([[0.5 - 1e-6], [0.5 + 1e-6], [1.0], [0.0]])
     q = np.exp(log_proba(o))[:, 1]
-    assert abs((q[1] - q[0]) / 2e-6 - 1.0) < 1e-6
-    np.testing.assert_allclose(q[2:], [0.8807970779778823, 0.11920292202211769])
+    assert abs((q[1] - q[0]) / 2e-6 - BINARY_SLOPE / 4) < 1e-6
+    np.testing.assert_allclose(q[2:], [1 / (1 + np.exp(-4.0)), 1 / (1 + np.exp(4.0))])  # 0.982, 0.018
+    assert BINARY_SLOPE == 8.0
 
 
 @pytest.mark.parametrize("loss, k", [("mse", 3), ("hinge", 4), ("cross_entropy", 2), ("cross_entropy", 3)])
