@@ -97,7 +97,6 @@ _CHUNK = 1 << 20  # bytes decompressed at a time when skipping through a .gz fil
 # factor"); the slack covers the gzip header and trailer. A .gz header announcing more is rejected unread.
 _DEFLATE_MAX_RATIO = 1032
 _DEFLATE_SLACK = 1 << 16
-IMAGE_SHAPE = (28, 28)  # every MNIST-layout image file (MNIST, Fashion-MNIST, KMNIST) holds 28x28 images
 N_LABELS = 10  # labels are the digits 0..9
 
 _EMBEDDED_RELPATH = ("data", "data", "mnist_5k.csv.gz")
@@ -426,14 +425,19 @@ def _check_ndim(path: Path, found: int, ndim: int, magic: int) -> None:
         )
 
 
-def check_image_dims(path: str | os.PathLike, dims: Sequence[int]) -> None:
-    """DataError naming ``path`` unless ``dims`` (from an IDX header) are at least one 28x28 image."""
+def check_image_dims(path: str | os.PathLike, dims: Sequence[int],
+                     like: tuple[str | os.PathLike, Sequence[int]] | None = None) -> None:
+    """DataError naming ``path`` unless ``dims`` (from an IDX header) are at least one image of at least
+    one pixel, and, with ``like=(other_path, other_dims)``, images of the same size as the other file's
+    (a test set must have the training set's features)."""
     _check_ndim(Path(path), len(dims), 3, IMAGES_MAGIC)
-    if tuple(dims[1:]) != IMAGE_SHAPE:
-        raise DataError(f"{path}: holds {dims[1]}x{dims[2]} images; MNIST-layout images are "
-                        f"{IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}")
     if dims[0] == 0:
         raise DataError(f"{path}: holds no images (its header announces 0)")
+    if 0 in dims[1:]:
+        raise DataError(f"{path}: holds {dims[1]}x{dims[2]} images, which have no pixels")
+    if like is not None and tuple(like[1][1:]) != tuple(dims[1:]):
+        raise DataError(f"{path}: holds {dims[1]}x{dims[2]} images but {like[0]} holds {like[1][1]}x{like[1][2]} "
+                        "ones; both splits need images of the same size (MNIST's are 28x28)")
 
 
 def check_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
@@ -483,10 +487,10 @@ def mnist_files(folder: str | os.PathLike) -> dict[str, Path]:
     return found
 
 
-def _read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    check_image_dims(images_path, idx_dims(images_path))  # before reading a byte of pixels
+def _read_split(images_path: Path, labels_path: Path, like=None) -> tuple[np.ndarray, np.ndarray]:
+    check_image_dims(images_path, idx_dims(images_path), like)  # before reading a byte of pixels
     images = _read_checked(images_path, 3, IMAGES_MAGIC)
-    check_image_dims(images_path, images.shape)
+    check_image_dims(images_path, images.shape, like)
     labels = _read_checked(labels_path, 1, LABELS_MAGIC)
     check_labels(labels_path, labels)
     if len(images) != len(labels):
@@ -498,7 +502,8 @@ def _read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nd
 
 def _from_files(files: dict[str, Path], source: str, location: str, reason: str | None = None) -> MNIST:
     X_train, y_train = _read_split(files["train_images"], files["train_labels"])
-    X_test, y_test = _read_split(files["test_images"], files["test_labels"])
+    train_dims = (len(X_train), *idx_dims(files["train_images"])[1:])
+    X_test, y_test = _read_split(files["test_images"], files["test_labels"], like=(files["train_images"], train_dims))
     return MNIST(
         X_train,
         y_train,

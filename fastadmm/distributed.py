@@ -196,13 +196,14 @@ def _selected(labels: np.ndarray, classes, path) -> np.ndarray:
     return np.flatnonzero(np.isin(labels, wanted))
 
 
-def _read_split_shard(images_path: Path, labels_path: Path, rank, size, classes):
+def _read_split_shard(images_path: Path, labels_path: Path, rank, size, classes, like=None):
     """(X, y, (start, stop), n) of one split: the labels whole (one byte a sample), the images only
-    in the range of rows that holds this rank's selected samples."""
+    in the range of rows that holds this rank's selected samples. ``like``: (path, dims) of the
+    training images, whose image size a test split must have."""
     labels = _data.read_idx(labels_path)
     _data.check_labels(labels_path, labels)
     dims = _data.idx_dims(images_path)
-    _data.check_image_dims(images_path, dims)  # 28x28 and at least one image, before reading pixels
+    _data.check_image_dims(images_path, dims, like)  # at least one image, sizes agree: before reading pixels
     n_images = dims[0]
     if n_images != labels.shape[0]:
         raise _data.DataError(
@@ -232,7 +233,8 @@ def load_mnist_shard(data_dir: str | os.PathLike, rank: int, size: int, *, class
     X_train, y_train, train_rows, n_train = _read_split_shard(
         files["train_images"], files["train_labels"], rank, size, classes)
     X_test, y_test, test_rows, n_test = _read_split_shard(
-        files["test_images"], files["test_labels"], rank, size, classes)
+        files["test_images"], files["test_labels"], rank, size, classes,
+        like=(files["train_images"], _data.idx_dims(files["train_images"])))
     mnist = _data.MNIST(X_train, y_train, X_test, y_test, source="data_dir", location=str(folder),
                         files={role: str(p) for role, p in files.items()})
     return MNISTShard(mnist, rank, size, train_rows, test_rows, n_train, n_test)
