@@ -63,7 +63,8 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         its accuracy after every evaluated iteration (every ``eval_every``), stop when it has not
         improved by at least ``tol`` for more than ``n_iter_no_change`` evaluations in a row (the
         rule of MLPClassifier), and keep the weights of the best evaluation.  Default False.
-    validation_fraction : the share of the training set held out by early stopping, in (0, 1).
+    validation_fraction : the share of the training set held out by early stopping, in (0, 1):
+        ceil(validation_fraction * n_samples) samples as in MLPClassifier, but at least one per class.
     n_iter_no_change : evaluations without improvement tolerated by early stopping.
     random_state : None, an int >= 0 or a numpy Generator: the initial weights and the split of
         early stopping.
@@ -176,19 +177,20 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         else:  # a Generator or RandomState: the split's seed is drawn from it
             random_state = _validation.check_random_state(random_state)
             split_seed = int(random_state.integers(2**31 - 1))
+        # MLPClassifier's hold-out, ceil(fraction * n) samples (train_test_split's rounding), but at
+        # least one per class, where MLPClassifier's split would fail on a small training set.
+        n_classes = np.unique(y).shape[0]
+        n_val = max(math.ceil(fraction * X.shape[0]), n_classes)
         try:
-            X, X_val, y, y_val = train_test_split(X, y, test_size=fraction, stratify=y, random_state=split_seed)
+            if X.shape[0] - n_val < n_classes:
+                raise ValueError(f"{n_val} held out would leave fewer than {n_classes} (one per class) to train on.")
+            X, X_val, y, y_val = train_test_split(X, y, test_size=n_val, stratify=y, random_state=split_seed)
         except ValueError as exc:
             raise ValueError(
-                f"early_stopping holds out validation_fraction={fraction} of the {X.shape[0]} samples, "
-                f"stratified by class, and could not: {exc} Raise or lower validation_fraction, or set "
-                "early_stopping=False"
+                f"early_stopping holds out validation_fraction={fraction} of the {X.shape[0]} samples, stratified "
+                f"by class, and could not: {exc} Give at least two samples of every class, change "
+                "validation_fraction, or set early_stopping=False"
             ) from None
-        if np.unique(y).shape[0] != np.unique(np.concatenate([y, y_val])).shape[0]:
-            raise ValueError(
-                f"early_stopping's validation_fraction={fraction} left a class without training samples; "
-                "lower validation_fraction, or set early_stopping=False"
-            )
         return X, X_val, y, y_val, random_state
 
     def decision_function(self, X):

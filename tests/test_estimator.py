@@ -16,7 +16,7 @@ from toy import blobs
 #   fastadmm computes with NumPy arrays only.
 
 
-@parametrize_with_checks([ADMMClassifier(random_state=0)])
+@parametrize_with_checks([ADMMClassifier(random_state=0), ADMMClassifier(random_state=0, early_stopping=True)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
@@ -216,7 +216,6 @@ def test_early_stopping_off_sets_no_validation_attributes():
         (dict(validation_fraction=0.0), ValueError, r"validation_fraction must be a finite number > 0 and < 1"),
         (dict(validation_fraction=1.0), ValueError, r"validation_fraction must be a finite number > 0 and < 1"),
         (dict(validation_fraction="0.1"), TypeError, "validation_fraction must be a real number"),
-        (dict(validation_fraction=0.01), ValueError, r"validation_fraction=0.01 of the 60 samples.*could not"),
         (dict(n_iter_no_change=0), ValueError, "n_iter_no_change must be an integer >= 1"),
         (dict(n_iter_no_change=2.5), TypeError, "n_iter_no_change must be an integer"),
         (dict(early_stopping="yes"), TypeError, "early_stopping must be True or False"),
@@ -227,3 +226,22 @@ def test_early_stopping_bad_parameters_are_named(params, exc, match):
     X, y = blobs(n=60, d=3, k=3)
     with pytest.raises(exc, match=match):
         ADMMClassifier(**{"early_stopping": True, "max_iter": 2, **params}).fit(X, y)
+
+
+def test_early_stopping_holds_out_at_least_one_sample_per_class():
+    from sklearn.model_selection import train_test_split
+
+    X, y = blobs(n=20, d=3, k=3, seed=1)
+    # ceil(0.1 * 20) = 2 < 3 classes: MLPClassifier's split fails here; three are held out instead
+    clf = ADMMClassifier(hidden_layer_sizes=(4,), early_stopping=True, max_iter=3, tol=0, random_state=0).fit(X, y)
+    Xtr, Xval, ytr, yval = train_test_split(X, y, test_size=3, stratify=y, random_state=0)
+    assert sorted(yval) == [0, 1, 2] and clf.result_.settings["n_samples"] == 17
+    assert clf.validation_scores_ == clf.result_.history["test_accuracy"]
+    assert clf.validation_scores_[0] == np.mean(
+        ADMMClassifier(hidden_layer_sizes=(4,), max_iter=1, tol=0, random_state=0).fit(Xtr, ytr).predict(Xval) == yval)
+    y_one = y.copy()
+    y_one[0] = 7  # a class with a single sample cannot be split by class
+    with pytest.raises(ValueError, match=r"validation_fraction=0.1 of the 20 samples, stratified by class, and could not"):
+        ADMMClassifier(early_stopping=True, max_iter=2).fit(X, y_one)
+    with pytest.raises(ValueError, match="one per class"):  # 4 classes, 5 samples: nothing left to train on
+        ADMMClassifier(early_stopping=True, max_iter=2).fit(X[:5], [0, 1, 2, 3, 3])
