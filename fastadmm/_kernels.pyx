@@ -343,7 +343,7 @@ cdef inline int _sm_row(const floating* y, const floating* m, const floating* la
     cdef double lmax = 0.0, ymax = 0.0, mmax = 0.0, base, Mx, S, Mt, St
     cdef double invS, invSt, gmax, zmax, g, p, Dk, pu, sv, coef, gd, a1, dd, dmax, dk, a2
     cdef double t, delta, noise, gt, zk, ek, tq
-    cdef bint accepted
+    cdef bint accepted, finite
     for k in range(K):
         lmax = max(lmax, fabs(<double>lam[k]))
         ymax = max(ymax, fabs(<double>y[k]))
@@ -354,14 +354,16 @@ cdef inline int _sm_row(const floating* y, const floating* m, const floating* la
         invS = 1.0 / S
         gmax = 0.0
         zmax = 0.0
+        finite = True
         for k in range(K):
             g = e[k] * invS + ((<double>lam[k] - <double>y[k]) + c * (z[k] - <double>m[k]))
             d[k] = g
+            finite = finite and fabs(g) < INFINITY   # false for NaN and inf (max() would drop a NaN)
             gmax = max(gmax, fabs(g))
             zmax = max(zmax, fabs(z[k]))
         Mx_out[0] = Mx
         S_out[0] = S
-        if not (gmax <= INFINITY):
+        if not finite:
             return -1
         if gmax <= tol * (base + c * zmax) + 16.0 * _EPS64 * zmax or it == _SM_MAX_ITER:
             return it

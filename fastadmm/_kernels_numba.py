@@ -334,12 +334,14 @@ def _softmax_row(y, m, lam, beta, c, tol, z, e, d, et):
         invS = 1.0 / S
         gmax = 0.0
         zmax = 0.0
+        finite = True
         for k in range(K):
             g = e[k] * invS + (np.float64(lam[k]) - np.float64(y[k]) + c * (z[k] - np.float64(m[k])))
             d[k] = g
+            finite = finite and abs(g) < np.inf  # false for NaN and inf (max() would drop a NaN)
             gmax = max(gmax, abs(g))
             zmax = max(zmax, abs(z[k]))
-        if not (gmax <= np.inf):  # NaN (or inf) from a non-finite input
+        if not finite:  # from a non-finite input (or overflow)
             return -1, Mx, S
         if gmax <= tol * (base + c * zmax) + 16.0 * _EPS64 * zmax or it == SOFTMAX_MAX_ITER:
             return it, Mx, S

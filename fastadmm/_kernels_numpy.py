@@ -168,7 +168,7 @@ def _softmax_solve(y, m, lam, beta, c, tol):
         g = p + q
         gmax = np.max(np.abs(g), axis=1)
         zmax = np.max(np.abs(za), axis=1)
-        bad = ~(gmax <= np.inf)
+        bad = ~np.all(np.abs(g) < np.inf, axis=1)  # NaN or inf
         ok[act[bad]] = False
         done = bad | (gmax <= tol * (base[act] + c * zmax) + 16.0 * _EPS64 * zmax)
         if it == SOFTMAX_MAX_ITER:
@@ -227,7 +227,8 @@ def softmax_z_update(Y, M, lam, beta, lam_step, out):
     y, m, l64 = Y.astype(np.float64), M.astype(np.float64), lam.astype(np.float64)
     if M.shape[0] == 0:
         return 0.0, 0.0, 0.0
-    z64, mx, S, ok = _softmax_solve(y, m, l64, bd, c, tol)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # a non-finite row gives NaN, silently
+        z64, mx, S, ok = _softmax_solve(y, m, l64, bd, c, tol)
     z64[~ok] = np.nan
     z = z64.astype(M.dtype)
     zs = z.astype(np.float64)  # the stored z; the loss is taken there

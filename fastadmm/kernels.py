@@ -1,6 +1,7 @@
 """Public, validated access to the elementwise z-update kernels.
 
-These return the exact elementwise minimisers of ALGORITHM.md; the training loop calls the same
+These return the exact elementwise minimisers of ALGORITHM.md (and, for the softmax
+cross-entropy, the per-sample minimiser to the tolerance documented in ``_kernels_numpy``); the training loop calls the same
 kernels through ``out=`` buffers.  Inputs are converted once here (the kernels never check).
 """
 
@@ -9,8 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend
-from ._losses import LOSSES
-
 _LOSS_CODE = {"mse": 0, "hinge": 1}
 
 
@@ -86,8 +85,10 @@ def output_z(y, m, lam, beta, *, loss="mse", backend="cython", out=None):
 
     loss="mse" is (z - y)^2, loss="hinge" is max(1 - z, 0) where y = 1 and max(z, 0) where y = 0.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if loss not in _LOSS_CODE:
+        if loss == "cross_entropy":
+            raise ValueError("loss='cross_entropy' is not elementwise: use kernels.softmax_z(y, m, lam, beta)")
+        raise ValueError(f"loss must be one of {tuple(_LOSS_CODE)}, got {loss!r}")
     beta = _scalar("beta", beta)
     y, m, lam = np.asarray(y), np.asarray(m), np.asarray(lam)
     _check_real([("y", y), ("m", m), ("lam", lam)])
@@ -99,4 +100,37 @@ def output_z(y, m, lam, beta, *, loss="mse", backend="cython", out=None):
     _backend.get(backend).output_z_update(
         y.reshape(-1), m.reshape(-1), lam.reshape(-1), beta, _LOSS_CODE[loss], False, z.reshape(-1)  # lam unchanged
     )
+    return z
+
+
+def softmax_z(y, m, lam, beta, *, backend="cython", out=None):
+    """argmin_z CE(z, y_i) + <lam_i, z> + beta ||z - m_i||^2 for every sample (row) i, where
+    CE(z, y) = logsumexp(z) - <y, z> is the softmax cross-entropy.
+
+    `y`, `m` and `lam` have one shape (n_samples, K), K >= 2; each row of `y` is a probability
+    vector (a one-hot target, or soft labels).  The result has their shape and a floating dtype
+    (float32 if `m` and `lam` are float32, else float64).  It is found by a safeguarded Newton
+    method per sample to a relative gradient tolerance of 1e-10 (float64) or 1e-6 (float32),
+    as documented in ``fastadmm._kernels_numpy``; `lam` is left unchanged.
+    """
+    beta = _scalar("beta", beta)
+    y, m, lam = np.asarray(y), np.asarray(m), np.asarray(lam)
+    _check_real([("y", y), ("m", m), ("lam", lam)])
+    if y.ndim != 2:
+        raise ValueError(
+            f"y must be 2-D (n_samples, K), one probability row per sample, got shape {y.shape}; "
+            "for class indices use np.eye(K)[y], for one sample y.reshape(1, -1)"
+        )
+    if y.shape[1] < 2:
+        raise ValueError(f"y must have K >= 2 columns (one per class), got shape {y.shape}")
+    dtype = _float_dtype(m, lam)
+    shape, (y, m, lam) = _prepare([("y", y), ("m", m), ("lam", lam)], dtype)
+    if not np.all(np.isfinite(y)) or np.any(y < 0):
+        raise ValueError("y must hold probabilities (finite, >= 0, each row summing to 1), e.g. one-hot rows")
+    row_sums = y.sum(axis=1, dtype=np.float64)
+    if np.any(np.abs(row_sums - 1.0) > 16 * shape[1] * np.finfo(dtype).eps):
+        i = int(np.argmax(np.abs(row_sums - 1.0)))
+        raise ValueError(f"y must have rows summing to 1 (probabilities), row {i} sums to {row_sums[i]!r}")
+    z = _out(out, shape, dtype)
+    _backend.get(backend).softmax_z_update(y, m, lam, beta, False, z)  # lam unchanged
     return z

@@ -216,3 +216,121 @@ def output_brute(y, m, lam, beta, loss):
     return brute_minimise(
         lambda z: output_objective_vec(z, y, m, lam, beta, loss), [y, m, 0.0, 1.0, m - lam / (2.0 * beta)]
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# softmax cross-entropy output update (one sample = one row of K values)
+#
+#   f(z) = CE(z, y) + <lam, z> + beta ||z - m||^2,   CE(z, y) = logsumexp(z) - <y, z>
+#
+# The reference solves it by a route that shares nothing with the kernels' Newton method: at the
+# minimiser, p - y + lam + 2 beta (z - m) = 0 with p = softmax(z) = exp(z - s), s = logsumexp(z).
+# With c = 2 beta and t = m + (y - lam)/c this reads z = t - p/c, and w = p/c solves
+# w exp(w) = exp(t - s)/c, i.e. w_k = omega(t_k - log c - s) with omega the Wright omega function
+# (omega + log omega = x; scipy.special.wrightomega).  The one unknown s is the root of the
+# decreasing function phi(s) = c sum_k omega(t_k - log c - s) - 1 (sum p = 1), bracketed by
+# s_lo = max t - 1/c (phi >= 0: omega >= 1/c for the largest t) and s_hi = max t + log K - 1/(cK)
+# (phi <= 0: every omega <= 1/(cK)), found by Brent's method.
+# ------------------------------------------------------------------------------------------------
+def logsumexp(z):
+    """log(sum(exp(z))) of a list of floats, shifted by the maximum (no overflow)."""
+    mx = max(z)
+    return mx + math.log(math.fsum(math.exp(v - mx) for v in z))
+
+
+def softmax_list(z):
+    mx = max(z)
+    e = [math.exp(v - mx) for v in z]
+    s = math.fsum(e)
+    return [v / s for v in e]
+
+
+def cross_entropy(z, y):
+    """logsumexp(z) - <y, z> for one sample, written stably: log(sum exp(z - mx)) - <y, z - mx> + mx (1 - sum y)."""
+    mx = max(z)
+    return (
+        math.log(math.fsum(math.exp(v - mx) for v in z))
+        - math.fsum(yk * (zk - mx) for yk, zk in zip(y, z))
+        + mx * (1.0 - math.fsum(y))
+    )
+
+
+def softmax_objective(z, y, m, lam, beta):
+    """CE(z, y) + <lam, z> + beta ||z - m||^2 for one sample (lists of floats)."""
+    return (
+        cross_entropy(z, y)
+        + math.fsum(lk * zk for lk, zk in zip(lam, z))
+        + beta * math.fsum((zk - mk) ** 2 for zk, mk in zip(z, m))
+    )
+
+
+def softmax_gradient(z, y, m, lam, beta):
+    """The gradient p - y + lam + 2 beta (z - m) of softmax_objective (list of floats)."""
+    p = softmax_list(z)
+    return [pk - yk + lk + 2.0 * beta * (zk - mk) for pk, yk, lk, zk, mk in zip(p, y, lam, z, m)]
+
+
+def softmax_z_one(y, m, lam, beta):
+    """argmin_z softmax_objective (the Wright-omega route described above); a list of floats."""
+    from scipy.optimize import brentq
+    from scipy.special import wrightomega
+
+    y, m, lam = ([float(v) for v in a] for a in (y, m, lam))
+    K = len(m)
+    c = 2.0 * beta
+    t = [mk + (yk - lk) / c for mk, yk, lk in zip(m, y, lam)]
+    lc = math.log(c)
+    tmax = max(t)
+
+    def phi(s):
+        return c * math.fsum(float(wrightomega(tk - lc - s)) for tk in t) - 1.0
+
+    lo = tmax - 1.0 / c - 1.0
+    hi = tmax + math.log(K) - 1.0 / (c * K) + 1.0
+    assert phi(lo) >= 0.0 >= phi(hi)
+    s = brentq(phi, lo, hi, xtol=1e-300, rtol=4 * 2.0**-52, maxiter=2000)
+    return [tk - float(wrightomega(tk - lc - s)) for tk in t]
+
+
+def softmax_z_update(Y, M, lam, beta, lam_step):
+    """Returns (Z, lam_new, loss_sum, lam_dot_z, rz) as lists of rows and Python floats; the sums
+    are taken at Z as computed here (float64), lam_new = lam + beta (z - m) if lam_step."""
+    Z, lam_new = [], []
+    loss_sum = lam_dot_z = rz = 0.0
+    for y, m, lm in zip(Y, M, lam):
+        y, m, lm = ([float(v) for v in a] for a in (y, m, lm))
+        z = softmax_z_one(y, m, lm, beta)
+        Z.append(z)
+        loss_sum += cross_entropy(z, y)
+        lam_dot_z += math.fsum(a * b for a, b in zip(lm, z))
+        rz += math.fsum((a - b) ** 2 for a, b in zip(z, m))
+        lam_new.append([a + beta * (b - c) for a, b, c in zip(lm, z, m)] if lam_step else lm)
+    return Z, lam_new, loss_sum, lam_dot_z, rz
+
+
+def softmax_brute_k2(y, m, lam, beta):
+    """Brute-force argmin for K = 2, knowing only the objective: (z, objective).
+
+    With u = z1 + z2 and v = z1 - z2, logsumexp(z) = u/2 + logsumexp(v/2, -v/2) and the other terms
+    are linear or quadratic in (u, v) with no cross term (||z - m||^2 = ((u - um)^2 + (v - vm)^2)/2),
+    so f(z) = F(u) + G(v): each part is minimised on its own by brute_minimise (1-D search).
+    """
+    y1, y2 = float(y[0]), float(y[1])
+    m1, m2 = float(m[0]), float(m[1])
+    l1, l2 = float(lam[0]), float(lam[1])
+    um, vm = m1 + m2, m1 - m2
+
+    def F(u):  # the terms in u: u/2 - (y1 + y2) u/2 + (l1 + l2) u/2 + beta (u - um)^2 / 2
+        return u / 2 - (y1 + y2) * u / 2 + (l1 + l2) * u / 2 + beta * (u - um) ** 2 / 2
+
+    def G(v):  # lse(v/2, -v/2) - (y1 - y2) v/2 + (l1 - l2) v/2 + beta (v - vm)^2 / 2
+        a = np.abs(v) / 2
+        return a + np.log1p(np.exp(-2 * a)) - (y1 - y2) * v / 2 + (l1 - l2) * v / 2 + beta * (v - vm) ** 2 / 2
+
+    c = 2.0 * beta
+    u_pts = [um, um - (1 - y1 - y2 + l1 + l2) / c, 0.0]
+    v_pts = [vm, 0.0] + [vm + (s - (l1 - l2) + (y1 - y2)) / c for s in (-1.0, 0.0, 1.0)]
+    u, _ = brute_minimise(F, u_pts)
+    v, _ = brute_minimise(G, v_pts)
+    z = [(u + v) / 2, (u - v) / 2]
+    return z, softmax_objective(z, [y1, y2], [m1, m2], [l1, l2], beta)
