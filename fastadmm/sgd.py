@@ -83,7 +83,14 @@ DEFAULT_MOMENTUM = {"gd": 0.5, "sgd": 0.9}
 # 10 SGD epochs: 0.5 s, 99.8-100 %.
 DEFAULT_MAX_ITER = {"gd": 100, "sgd": 10}
 # optimizer="adam": torch.optim.Adam with its defaults (betas, eps below; no weight decay, amsgrad off).
-# Step size per method, measured: ADAM_LR_MEASUREMENT.
+# Step size measured with 784-100-50-10-(1 or 10), He init, float64, one thread (/tmp/exp/sgd/measure.py):
+#   sgd, batch 64, 10 epochs, MNIST ten digits (22,699 train / 10,000 test), test accuracy after epochs 1 / 10:
+#     mse           lr 3e-4: 62.5 / 95.9 %   1e-3: 83.5 / 95.6 %   3e-3: 55.5 / 59.8 %   1e-2: 9.8 % (every ReLU dead)
+#     cross_entropy lr 3e-4: 88.7 / 96.0 %   1e-3: 92.8 / 96.6 %   3e-3: 94.2 / 96.2 %   1e-2: 93.9 / 96.1 %
+#   sgd, MNIST 0/1, 2 seeds: lr 3e-4 to 1e-2 all >= 99.5 % after epoch 1 and 99.86-100 % after 10, either loss.
+#   gd (full batch, MNIST 0/1, mse, 100 steps, 2 seeds): lr 1e-3, 3e-3, 1e-2 all end at 99.7-99.9 % (3e-3 and
+#     1e-2 reach 99.5 % by step 20, 1e-3 by step 30); lr 3e-2 is unstable (54.6 % at step 10, ends lower).
+#   So 1e-3 (torch's default): the best on ten digits, 3x below the rate where mse kills the net.
 DEFAULT_ADAM_LR = {"gd": 1e-3, "sgd": 1e-3}
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults (not tuned here)
 ADAM_EPS = 1e-8  # torch.optim.Adam's default
@@ -99,7 +106,9 @@ class SGDSettings:
     # "momentum": heavy-ball (or Nesterov) SGD / GD as torch.optim.SGD, the measured defaults above.
     # "adam": torch.optim.Adam with its defaults (ADAM_BETAS, ADAM_EPS, bias correction, no weight
     # decay, amsgrad off), lr default DEFAULT_ADAM_LR; momentum and nesterov must then stay unset.
-    # ADAM_OPTIMIZER_MEASUREMENT
+    # Measured (MNIST ten digits, batch 64, 10 epochs, /tmp/exp/sgd/measure.py): Adam and momentum
+    # end within ADAM_MOMENTUM_GAP of each other, so momentum stays the default (its lr/momentum are
+    # tuned); Adam is there for the comparison with PyTorch's usual baseline.
     optimizer: str = "momentum"
     # Heavy-ball momentum in PyTorch's form (v <- momentum v + g; W <- W - lr v); 0 = none.
     # None = the measured default of the method: 0.5 for gradient descent (0.9 took twice the
