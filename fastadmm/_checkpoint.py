@@ -295,15 +295,15 @@ def _fields(meta: dict, arrays: dict, path: Path) -> dict:
         Z = [arrays[f"Z{i}"] for i in range(L)]
         A = [arrays[f"A{i}"] for i in range(L - 1)]
         lam = arrays["lam"]
-        n = lam.shape[0] if lam.ndim == 2 else -1
+        n = Z[0].shape[0] if Z[0].ndim == 2 else -1  # samples: every state array has one row per sample
         wanted = [(f"Z{i}", Z[i], W.shape[0]) for i, W in enumerate(weights)]
         wanted += [(f"A{i}", A[i], weights[i].shape[0]) for i in range(L - 1)]
         wanted += [("lam", lam, weights[-1].shape[0])]
         for name, array, width in wanted:
-            if array.shape != (n, width) or n < 1 or array.dtype.kind != "f" or array.dtype != lam.dtype:
+            if array.shape != (n, width) or n < 1 or array.dtype.kind != "f" or array.dtype != Z[0].dtype:
                 raise CheckpointError(
                     f"{path}: state array {name} has shape {array.shape} and dtype {array.dtype}; the weights and "
-                    f"lam ({lam.shape}, {lam.dtype}) require ({n}, {width}) of the same dtype")
+                    f"Z0 ({Z[0].shape}, {Z[0].dtype}) require ({n}, {width}) of Z0's float dtype")
         state = {
             "Z": Z, "A": A, "lam": lam,
             "beta": [_number(b, "state['beta']", path) for b in sm["beta"]],

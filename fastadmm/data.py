@@ -311,8 +311,8 @@ def _gzip_capacity(path: Path, header_len: int, body_len: int, dims: Sequence[in
     size = path.stat().st_size
     if header_len + body_len > size * _DEFLATE_MAX_RATIO + _DEFLATE_SLACK:
         raise DataError(
-            f"{path}: corrupt header: it announces {_dims_text(dims)} bytes ({body_len:,} data bytes), more "
-            f"than a gzip file of {size:,} bytes can hold (deflate expands at most {_DEFLATE_MAX_RATIO}:1)"
+            f"{path}: corrupt header: it announces a {_dims_text(dims)} array ({body_len:,} bytes), more than "
+            f"a gzip file of {size:,} bytes can hold (deflate expands at most {_DEFLATE_MAX_RATIO}:1)"
         )
     if size < 18:  # shorter than an empty gzip member: the stream reader reports it
         return None

@@ -235,7 +235,7 @@ INCONSISTENT = {
     "repeated classes": (lambda m, a: _set(a, classes=np.array([0, 0, 1])) or m, "distinct"),
     "Z width not the layer's": (lambda m, a: _set(a, Z0=np.zeros((24, 7))) or m, "Z0"),
     "A width not the layer's": (lambda m, a: _set(a, A0=np.zeros((24, 2))) or m, "A0"),
-    "lam rows not Z's": (lambda m, a: _set(a, lam=np.zeros((20, 3))) or m, "Z0"),
+    "lam rows not Z's": (lambda m, a: _set(a, lam=np.zeros((20, 3))) or m, "lam has shape (20, 3)"),
     "state dtype differs": (lambda m, a: _set(a, Z1=a["Z1"].astype(np.float32)) or m, "Z1"),
     "an array missing": (lambda m, a: (a.pop("A0"), m)[1], "missing"),
     "an array too many": (lambda m, a: _set(a, W2=np.zeros((3, 3))) or m, "unexpected"),
