@@ -95,10 +95,10 @@ class ADMMSettings:
     batch_sweeps: int = 1
     # Weight of the proximal term of the mini-batch W-update, relative to the layer's batch Gram
     # (prox_metric="gram": P = prox * batch * S) or absolute (prox_metric="identity": P = prox * I).
-    prox: float = 1.0
+    prox: float = 30.0
     # Metric of the proximal term: "gram" = the running mean S of the layer's input Gram (for layer 1
     # the whole training set's), "identity" = the BCD papers' alpha ||W - W_prev||^2.
-    prox_metric: str = "gram"
+    prox_metric: str = "identity"
     # Decay of the running Gram S <- gram_decay S + (1 - gram_decay) (batch Gram / batch).
     gram_decay: float = 0.9
 
