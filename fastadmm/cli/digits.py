@@ -235,7 +235,8 @@ def _load_shard(args, ranks: Ranks, folder, dist) -> Digits:
     except (OSError, ValueError) as exc:
         raise data_error(args, exc) from None
     d = shard.data
-    how = f"{digits_text(args.classes)}, the files' own train/test split, each rank reading only its rows"
+    how = (f"{digits_text(args.classes)}: {shard.n_train:,} train / {shard.n_test:,} test images (the files' own "
+           f"split); {ranks.size} ranks, each reading only its rows")
     info = data_info(d, args, how, shard.n_train, shard.n_test)
     info.update(description=shard.describe(), available=None, shard_train_rows=list(shard.train_rows),
                 shard_test_rows=list(shard.test_rows))

@@ -259,6 +259,10 @@ class Experiment:
         )
         if self.out is None:
             return code
+        if interrupted and not self.runs:
+            self.say(f"nothing was computed: nothing written (files already in {self.out} are left as they were)",
+                     err=True)
+            return code
         try:
             written = []
             if self.runs:
