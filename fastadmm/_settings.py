@@ -93,14 +93,18 @@ class ADMMSettings:
     batch_size: Optional[int] = None
     # Backward sweeps per batch (mini-batch only).
     batch_sweeps: int = 1
-    # Weight of the proximal term of the mini-batch W-update, relative to the layer's batch Gram
-    # (prox_metric="gram": P = prox * batch * S) or absolute (prox_metric="identity": P = prox * I).
-    prox: float = 30.0
+    # Weight of the proximal term of the mini-batch W-update, relative to the batch's activations:
+    # prox_metric="identity": P = prox * mean(diag(a a^T)) * I; "gram": P = prox * batch * S.
+    prox: float = 3.0
     # Metric of the proximal term: "gram" = the running mean S of the layer's input Gram (for layer 1
     # the whole training set's), "identity" = the BCD papers' alpha ||W - W_prev||^2.
     prox_metric: str = "identity"
     # Decay of the running Gram S <- gram_decay S + (1 - gram_decay) (batch Gram / batch).
     gram_decay: float = 0.9
+    # Per-layer penalties: beta_l = beta * depth_decay^(L-l), gamma_l = gamma * depth_decay^(L-1-l),
+    # each constraint weighted depth_decay times less than the one above it (1 = the paper's equal
+    # penalties).
+    depth_decay: float = 1.0
 
     @classmethod
     def paper(cls, **overrides) -> "ADMMSettings":
@@ -162,6 +166,7 @@ class ADMMSettings:
         if isinstance(self.batch_sweeps, bool) or not isinstance(self.batch_sweeps, int) or self.batch_sweeps < 1:
             raise ValueError(f"batch_sweeps must be an integer >= 1, got {self.batch_sweeps!r}")
         positive("prox")
+        positive("depth_decay")
         if self.prox_metric not in PROX_METRICS:
             raise ValueError(f"prox_metric must be one of {PROX_METRICS}, got {self.prox_metric!r}")
         if not (isinstance(self.gram_decay, (int, float)) and not isinstance(self.gram_decay, bool)

@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from . import _backend, _comm, _inputs, _linalg, _losses, _validation
 from ._interrupt import deferred_sigint
-from ._minibatch import MiniBatchADMM
+from ._minibatch import MiniBatchADMM, layer_penalties
 from ._result import Result
 from ._settings import ADMMSettings
 
@@ -74,8 +74,7 @@ class _Problem:
         self.loss = loss
         dt = X.dtype
         N = X.shape[0]
-        self.beta = [float(settings.beta)] * (L + 1)
-        self.gamma = [float(settings.gamma)] * (L + 1)
+        self.beta, self.gamma = layer_penalties(settings.beta, settings.gamma, settings.depth_decay, L)
         # Buffers, allocated once.  Z[l] also receives W_l a_{l-1} before the in-place z-kernel.
         self.Z = [None] + [np.empty((N, sizes[l]), dt) for l in range(1, L + 1)]
         self.A = [X] + [np.empty((N, sizes[l]), dt) for l in range(1, L)]
