@@ -219,3 +219,11 @@ def check_random_state(random_state, name="random_state"):
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(2**31 - 1))
     raise TypeError(f"{name} must be None, an int >= 0 or a numpy Generator, got {random_state!r}")
+
+
+def random_state_record(random_state):
+    """How a Result's settings record `random_state`: the int seed (numpy integers as Python int,
+    so that np.int64(0) is saved as 0), None, or the repr of a Generator / RandomState."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, (bool, np.bool_)):
+        return int(random_state)
+    return None if random_state is None else repr(random_state)

@@ -116,3 +116,9 @@ def test_non_finite_rows_are_counted_and_named():
     X[:, :] = np.nan  # every row: the list is cut after 10
     with pytest.raises(ValueError, match=r"in 30 of 30 rows \(first at row 0; rows 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, \.\.\.\)"):
         v.check_X(X, "X_test")
+
+
+def test_random_state_record_keeps_numpy_seeds_as_ints():
+    assert v.random_state_record(np.int64(3)) == 3 and type(v.random_state_record(np.int64(3))) is int
+    assert v.random_state_record(None) is None and v.random_state_record(5) == 5
+    assert v.random_state_record(np.random.default_rng(0)).startswith("Generator(")
