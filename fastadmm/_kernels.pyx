@@ -264,6 +264,7 @@ cdef enum:
 cdef double _ARMIJO = 1e-4
 cdef double _T_MIN = 1e-20
 cdef double _EPS64 = 2.220446049250313e-16
+cdef double _LOG_START_MAX_C = 0.1   # the log-corrected start only below this c (see the Numba twin)
 
 
 cdef inline double _lse_shifted(const double* z, double* e, Py_ssize_t K, double* S) noexcept nogil:
@@ -320,6 +321,8 @@ cdef inline double _sm_start(const floating* y, const floating* m, const floatin
         et[k] = q
         z[k] = <double>m[k] + ((<double>y[k] - <double>lam[k]) - q) / c
     Mx = _lse_shifted(z, e, K, S)
+    if c >= _LOG_START_MAX_C:
+        return Mx
     f0 = _sm_objective(y, m, lam, beta, z, Mx, S[0], K)
     for k in range(K):
         d[k] = z[k] + log(et[k]) if et[k] > 0.0 else z[k]

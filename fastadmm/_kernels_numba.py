@@ -241,6 +241,9 @@ SOFTMAX_TOL32 = 1e-6  # relative gradient tolerance, float32 arrays
 _ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
 _T_MIN = 1e-20  # smallest step length tried; below it the sample stops where it is
 _EPS64 = 2.220446049250313e-16
+# the log-corrected start is tried only below this c = 2 beta: measured (K = 10, 1000 samples per
+# case) it never changed the Newton step count for beta >= 0.1 and cut it for beta <= 1e-2
+_LOG_START_MAX_C = 0.1
 
 
 @njit(cache=True, nogil=True)
@@ -271,8 +274,8 @@ def _softmax_objective_shifted(y, m, lam, beta, z, Mx, S):
 def _softmax_start(y, m, lam, beta, c, z, e, d, et):
     """Starting point: with w = y - lam + c m and q = the Euclidean projection of w onto the
     simplex, z = m + (y - lam - q)/c (the solution when the entropy term of the dual is dropped,
-    exact as c -> 0 up to O(log) terms), or that point with log(q) added on the support of q,
-    whichever has the smaller objective.  Writes z, e; returns (max z, sum e)."""
+    exact as c -> 0 up to O(log) terms), or, when c < 0.1, that point with log(q) added on the
+    support of q, whichever has the smaller objective.  Writes z, e; returns (max z, sum e)."""
     K = z.shape[0]
     # tau with sum max(w - tau, 0) = 1: Newton from below on a convex piecewise-linear function
     wmax = -np.inf
@@ -297,6 +300,8 @@ def _softmax_start(y, m, lam, beta, c, z, e, d, et):
         et[k] = q
         z[k] = np.float64(m[k]) + ((np.float64(y[k]) - np.float64(lam[k])) - q) / c
     Mx, S = _lse_shifted(z, e)
+    if c >= _LOG_START_MAX_C:
+        return Mx, S
     f0 = _softmax_objective_shifted(y, m, lam, beta, z, Mx, S)
     for k in range(K):
         d[k] = z[k] + np.log(et[k]) if et[k] > 0.0 else z[k]
