@@ -53,7 +53,13 @@ def save(result, path) -> Path:
     for i, W in enumerate(result.weights):
         arrays[f"W{i}"] = np.asarray(W)
     state_meta = None
-    if result.state is not None:
+    if result.state is not None and "S" in result.state:  # mini-batch: running Grams, no per-sample arrays
+        st = result.state
+        for i, S in enumerate(st["S"]):
+            arrays[f"S{i}"] = np.asarray(S, dtype=np.float64)
+        state_meta = {"kind": "minibatch", "beta": st["beta"], "gamma": st["gamma"], "iteration": st["iteration"],
+                      "rng": st["rng"], "n_S": len(st["S"])}
+    elif result.state is not None:
         st = result.state
         for i, Z in enumerate(st["Z"]):
             arrays[f"Z{i}"] = Z
@@ -209,6 +215,13 @@ _STATE_TYPES = {
     "n_Z": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "n_A": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
 }
+_MINIBATCH_STATE_TYPES = {
+    "beta": (lambda v: isinstance(v, list), "a list"),
+    "gamma": (lambda v: isinstance(v, list), "a list"),
+    "iteration": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "rng": (lambda v: isinstance(v, dict), "an object (a numpy bit generator's state)"),
+    "n_S": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+}
 # Version-1 files written before the shared JSON codec stored NaN as null and +-inf as strings.
 _LEGACY = {None: math.nan, "inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
@@ -257,7 +270,14 @@ def _fields(meta: dict, arrays: dict, path: Path) -> dict:
     n_w, sm = meta["n_weights"], meta["state"]
     L = n_w
     expected = {"classes", *(f"W{i}" for i in range(n_w))}
-    if sm is not None:
+    minibatch = isinstance(sm, dict) and sm.get("kind") == "minibatch"
+    if minibatch:
+        _check_keys(sm, _MINIBATCH_STATE_TYPES, "state", path)
+        if sm["n_S"] != L or len(sm["beta"]) != L or len(sm["gamma"]) != L - 1:
+            raise CheckpointError(f"{path}: the mini-batch state of a {L}-layer network needs {L} Grams, {L} beta "
+                                  f"and {L - 1} gamma values, got {sm['n_S']}, {len(sm['beta'])}, {len(sm['gamma'])}")
+        expected |= {f"S{i}" for i in range(L)}
+    elif sm is not None:
         _check_keys(sm, _STATE_TYPES, "state", path)
         if sm["n_Z"] != L or sm["n_A"] != L - 1:
             raise CheckpointError(f"{path}: the state holds {sm['n_Z']} z and {sm['n_A']} a arrays; "
@@ -291,7 +311,24 @@ def _fields(meta: dict, arrays: dict, path: Path) -> dict:
                               f"units, but W{n_w - 1} has {weights[-1].shape[0]}")
 
     state = None
-    if sm is not None:
+    if minibatch:
+        S = [arrays[f"S{i}"] for i in range(L)]
+        for i, (Si, W) in enumerate(zip(S, weights)):
+            if Si.dtype != np.float64 or Si.shape not in ((0, 0), (W.shape[1], W.shape[1])):
+                raise CheckpointError(f"{path}: state array S{i} has shape {Si.shape} and dtype {Si.dtype}; W{i} "
+                                      f"requires float64 of shape {(W.shape[1], W.shape[1])} (or (0, 0))")
+        try:
+            np.random.default_rng().bit_generator.state = sm["rng"]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: the state's 'rng' is not a numpy PCG64 state ({exc})") from None
+        state = {
+            "S": S,
+            "beta": [_number(b, "state['beta']", path) for b in sm["beta"]],
+            "gamma": [_number(g, "state['gamma']", path) for g in sm["gamma"]],
+            "iteration": sm["iteration"],
+            "rng": sm["rng"],
+        }
+    elif sm is not None:
         Z = [arrays[f"Z{i}"] for i in range(L)]
         A = [arrays[f"A{i}"] for i in range(L - 1)]
         lam = arrays["lam"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 INITS = ("forward", "gaussian")
 BACKENDS = ("cython", "numba", "numpy")
@@ -18,14 +18,34 @@ DTYPES = ("float32", "float64")
 PROX_METRICS = ("gram", "identity")
 
 
+# The measured defaults of each method, used where a setting is None (docs/ALGORITHM.md, section 6,
+# and docs/ABLATION.md for the measurements).
+FULL_BATCH = dict(
+    beta=1.0,  # the paper's penalties, equal in every layer
+    gamma=10.0,
+    depth_decay=1.0,
+    max_iter=50,  # MNIST 0/1: 99 % test accuracy after 5-9 iterations
+)
+MINI_BATCH = dict(
+    batch_size=64,  # MNIST pairs, 784-100-50-10-1: 64 beat 128, 250 and 500 (smaller batches fit better)
+    beta=0.3,  # the output's pull towards the targets: z_L - m = (y - m) / (1 + beta)
+    gamma=0.01,  # each constraint 10x weaker than the one above it (0.1 or 1: 1-2 points worse)
+    depth_decay=0.01,
+    max_iter=20,  # epochs
+)
+
+
 @dataclass
 class ADMMSettings:
     """Settings of :func:`fastadmm.train_admm` (pass any field as a keyword)."""
 
-    # Penalty on the linear constraints z_l = W_l a_{l-1}; the paper uses 1 for every layer.
-    beta: float = 1.0
-    # Penalty on the activation constraints a_l = h(z_l); the paper uses 10 for every layer.
-    gamma: float = 10.0
+    # Penalty on the linear constraints z_l = W_l a_{l-1} (the output layer's; see depth_decay for
+    # the others).  None = the method's measured default (FULL_BATCH / MINI_BATCH below); the paper
+    # uses 1 for every layer.
+    beta: Optional[float] = None
+    # Penalty on the activation constraints a_l = h(z_l) (the last hidden layer's; see depth_decay).
+    # None = the method's measured default; the paper uses 10 for every layer.
+    gamma: Optional[float] = None
     # Give the first layer a bias: a constant input 1 appended to every sample (its weight is the
     # last column of W_1; later layers carry it through ReLU units).  The paper has no biases
     # (False).  Measured: without it a net cannot put its 0.5 threshold off the origin (a toy
@@ -86,11 +106,13 @@ class ADMMSettings:
     # Stop with status "diverged" when the objective exceeds its first finite value by this factor.
     divergence_factor: float = 1e12
     # Rows per mini-batch (docs/ALGORITHM.md, section 6): an iteration is then one epoch over shuffled
-    # batches, each started by a forward pass and updated by `batch_sweeps` backward sweeps with a
-    # proximal W-update; every layer gets a bias and weights start He-scaled (init_scale,
-    # initialization, multiplier and warm_start_iter do not apply).  None = the full-batch algorithm
-    # (Algorithm 1), exactly as without this setting.
-    batch_size: Optional[int] = None
+    # batches, each started by a forward pass and updated by `batch_sweeps` sweeps (targets top down,
+    # then a proximal refit of every W); every layer gets a bias and weights start as PyTorch's
+    # (init_scale, initialization, ridge, multiplier and warm_start_iter do not apply).  None = the
+    # full-batch algorithm (Algorithm 1), exactly as before this setting existed.  "auto" = mini-batch
+    # (MINI_BATCH["batch_size"]) in one process, full batch over MPI (comm=), where mini-batches are
+    # not supported yet.  See MINI_BATCH for what measurement decided.
+    batch_size: Union[int, str, None] = "auto"
     # Backward sweeps per batch (mini-batch only).
     batch_sweeps: int = 1
     # Weight of the proximal term of the mini-batch W-update, relative to the batch's activations:
@@ -102,14 +124,28 @@ class ADMMSettings:
     # Decay of the running Gram S <- gram_decay S + (1 - gram_decay) (batch Gram / batch).
     gram_decay: float = 0.9
     # Per-layer penalties: beta_l = beta * depth_decay^(L-l), gamma_l = gamma * depth_decay^(L-1-l),
-    # each constraint weighted depth_decay times less than the one above it (1 = the paper's equal
-    # penalties).
-    depth_decay: float = 1.0
+    # each constraint weighted depth_decay times less than the one above it.  None = the method's
+    # measured default; 1 = the paper's equal penalties.
+    depth_decay: Optional[float] = None
+
+    def resolved(self, distributed: bool = False) -> "ADMMSettings":
+        """A copy with every None / "auto" replaced by the chosen method's measured default."""
+        batch_size = self.batch_size
+        if batch_size == "auto":
+            batch_size = None if distributed else MINI_BATCH["batch_size"]
+        defaults = FULL_BATCH if batch_size is None else MINI_BATCH
+        values = self.as_dict()
+        values["batch_size"] = batch_size
+        for name in ("beta", "gamma", "depth_decay"):
+            if values[name] is None:
+                values[name] = defaults[name]
+        return type(self)(**values)
 
     @classmethod
     def paper(cls, **overrides) -> "ADMMSettings":
         """Taylor et al. (2016) as published: Gaussian z and a, no ridge, fixed penalties."""
-        values = dict(initialization="gaussian", intercept=False, ridge=0.0, beta=1.0, gamma=10.0, warm_start_iter=5)
+        values = dict(initialization="gaussian", intercept=False, ridge=0.0, beta=1.0, gamma=10.0, warm_start_iter=5,
+                      batch_size=None, depth_decay=1.0)
         values.update(overrides)
         return cls(**values)
 
@@ -143,8 +179,11 @@ class ADMMSettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
 
-        for name in ("beta", "gamma", "init_scale", "penalty_max", "divergence_factor"):
+        for name in ("init_scale", "penalty_max", "divergence_factor"):
             positive(name)
+        for name in ("beta", "gamma", "depth_decay"):
+            if getattr(self, name) is not None:
+                positive(name)
         if isinstance(self.ridge, bool) or not isinstance(self.ridge, (int, float)):
             raise TypeError(f"ridge must be a number, got {type(self.ridge).__name__}")
         if not (math.isfinite(self.ridge) and self.ridge >= 0):
@@ -159,14 +198,13 @@ class ADMMSettings:
         nonneg_int("penalty_every")
         if self.penalty_every == 0:
             raise ValueError("penalty_every must be an integer >= 1, got 0")
-        if self.batch_size is not None and (
+        if self.batch_size is not None and self.batch_size != "auto" and (
             isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1
         ):
-            raise ValueError(f"batch_size must be None or an integer >= 1, got {self.batch_size!r}")
+            raise ValueError(f"batch_size must be None, 'auto' or an integer >= 1, got {self.batch_size!r}")
         if isinstance(self.batch_sweeps, bool) or not isinstance(self.batch_sweeps, int) or self.batch_sweeps < 1:
             raise ValueError(f"batch_sweeps must be an integer >= 1, got {self.batch_sweeps!r}")
         positive("prox")
-        positive("depth_decay")
         if self.prox_metric not in PROX_METRICS:
             raise ValueError(f"prox_metric must be one of {PROX_METRICS}, got {self.prox_metric!r}")
         if not (isinstance(self.gram_decay, (int, float)) and not isinstance(self.gram_decay, bool)

@@ -32,7 +32,7 @@ from . import _backend, _comm, _inputs, _linalg, _losses, _validation
 from ._interrupt import deferred_sigint
 from ._minibatch import MiniBatchADMM, layer_penalties
 from ._result import Result
-from ._settings import ADMMSettings
+from ._settings import FULL_BATCH, MINI_BATCH, ADMMSettings
 
 _LOSS_CODE = {"mse": 0, "hinge": 1}
 _EVAL_CHUNK = 8192  # rows per block of the evaluation forward pass (bounds its scratch memory)
@@ -336,6 +336,17 @@ def _history_template(resumed: Optional[Result]):
     return {k: [] for k in keys}
 
 
+def _check_magnitude(X):
+    """X whose Gram sums (N max|X|^2) could overflow its dtype is refused, naming the fix."""
+    big = float(max(abs(float(X.max())), abs(float(X.min()))))
+    limit = math.sqrt(float(np.finfo(X.dtype).max) / (4.0 * X.shape[0]))
+    if big > limit:
+        raise ValueError(
+            f"X is too large in magnitude (max |X| = {big:.3g}; above {limit:.3g} its Gram matrix a_0 a_0^T "
+            f"can overflow {X.dtype.name}); scale X, e.g. X / np.abs(X).max()"
+        )
+
+
 def _fingerprint(X, y_index) -> str:
     """A cheap digest of this rank's training rows (shape, labels, every 64th-or-so row), kept with a
     Result so that resuming on other data of the same size is refused."""
@@ -398,6 +409,7 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
             raise TypeError("callback must be callable (or None)")
         min_samples, min_classes = (1, 1) if comm.distributed else (2, 2)
         X, y_index, classes = _validation.check_Xy(X, y, settings.dtype, min_samples, min_classes)
+        _check_magnitude(X)
         rng = _validation.check_random_state(random_state)
     except (TypeError, ValueError) as exc:
         error = exc
@@ -493,7 +505,7 @@ def train_admm(
     *,
     hidden=(100, 50, 10),
     loss: str = "mse",
-    max_iter: int = 50,
+    max_iter: Optional[int] = None,
     X_test=None,
     y_test=None,
     random_state=None,
@@ -512,8 +524,11 @@ def train_admm(
     X : array (n_samples, n_features); float32 X trains in float32, anything else in float64.
     y : class labels (n_samples,).  Two classes give one output unit, K > 2 give K (one-hot).
     hidden : hidden layer sizes, e.g. (100, 50, 10); () is a linear model.
-    loss : "mse" (squared error) or "hinge", applied per output entry to 0/1 targets.
-    max_iter : ADMM sweeps (a resumed fit runs this many more).
+    loss : "mse" (squared error) or "hinge", applied per output entry to 0/1 targets, or
+        "cross_entropy" (softmax over one output per class).
+    max_iter : iterations: epochs of mini-batch ADMM (default batch_size), or sweeps of Algorithm 1
+        (batch_size=None); a resumed fit runs this many more.  None = the method's measured default
+        (``fastadmm.ADMMSettings`` module: MINI_BATCH / FULL_BATCH).
     X_test, y_test : optional held-out set, evaluated every ``eval_every`` iterations.
     random_state : None, an int seed or a numpy Generator.
     init : a Result of an earlier fit (``fastadmm.load`` reads one back) to continue from.
@@ -538,7 +553,9 @@ def train_admm(
     comm = _comm.wrap(comm)
     error = None
     try:  # every rank raises together, or none does
-        settings = _settings_from(settings, kwargs)
+        settings = _settings_from(settings, kwargs).resolved(distributed=comm.distributed)
+        if max_iter is None:
+            max_iter = (FULL_BATCH if settings.batch_size is None else MINI_BATCH)["max_iter"]
         checkpoint = _checkpoint_path(checkpoint, checkpoint_every, comm)
     except (TypeError, ValueError) as exc:
         error = exc

@@ -6,8 +6,14 @@ import signal
 import numpy as np
 import pytest
 
+import functools
+
 import fastadmm
-from fastadmm import ADMMSettings, train_admm
+from fastadmm import ADMMSettings
+
+# These tests are about the full-batch algorithm (Algorithm 1, docs/ALGORITHM.md section 3); the
+# default mini-batch method has tests of its own (test_minibatch.py).
+train_admm = functools.partial(fastadmm.train_admm, batch_size=None)
 
 import admm_reference as ref
 from toy import blobs
