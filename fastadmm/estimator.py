@@ -27,14 +27,23 @@ _OWN_PARAMS = {
     # scikit-learn's 3-class blobs depending on the seed.
     "hidden_layer_sizes": (100,),
     "loss": "mse",
-    "max_iter": 50,
+    # train_admm's default, whatever it is (it may depend on the method, full batch or mini-batch)
+    "max_iter": inspect.signature(train_admm).parameters["max_iter"].default,
     "early_stopping": False,
     "validation_fraction": 0.1,
     "n_iter_no_change": 10,
     "random_state": None,
 }
 _SETTING_NAMES = tuple(f.name for f in dataclasses.fields(ADMMSettings))
-_PARAMS = {**_OWN_PARAMS, **{name: getattr(ADMMSettings(), name) for name in _SETTING_NAMES}}
+
+
+def _field_default(f):
+    # The declared default (not an instance's value: a None that train_admm resolves per method
+    # must stay None here, or the estimator would pass the full-batch value explicitly).
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+_PARAMS = {**_OWN_PARAMS, **{f.name: _field_default(f) for f in dataclasses.fields(ADMMSettings)}}
 assert len(_PARAMS) == len(_OWN_PARAMS) + len(_SETTING_NAMES), "a setting shadows an estimator parameter"
 
 # scikit-learn reads the parameters from the signature of __init__ (get_params, set_params, clone,
@@ -57,7 +66,7 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         of train_admm measured 0.83-0.94 training accuracy on scikit-learn's 3-class blobs
         depending on the seed.
     loss : "mse", "hinge" or "cross_entropy" (see :func:`fastadmm.train_admm`).
-    max_iter : ADMM iterations at most.  A fit that stops there without meeting ``tol`` issues
+    max_iter : ADMM iterations (epochs with mini-batches) at most, default train_admm's.  A fit that stops there without meeting ``tol`` issues
         scikit-learn's ``ConvergenceWarning`` (when ``tol > 0``), as MLPClassifier does.
     early_stopping : hold out a stratified ``validation_fraction`` of the training set, measure
         its accuracy after every evaluated iteration (every ``eval_every``), stop when it has not
@@ -191,6 +200,12 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
                 f"by class, and could not: {exc} Give at least two samples of every class, change "
                 "validation_fraction, or set early_stopping=False"
             ) from None
+        missing = np.setdiff1d(y_val, y)
+        if missing.shape[0]:  # possible for validation_fraction > 0.5 and classes of few samples
+            raise ValueError(
+                f"early_stopping's validation_fraction={fraction} held out every sample of class(es) "
+                f"{missing[:5].tolist()}, leaving none to train on; lower validation_fraction, or set early_stopping=False"
+            )
         return X, X_val, y, y_val, random_state
 
     def decision_function(self, X):

@@ -25,7 +25,7 @@ def test_fit_returns_self_and_sets_attributes():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 5))
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    clf = ADMMClassifier(hidden_layer_sizes=(16,), max_iter=15, random_state=0)
+    clf = ADMMClassifier(hidden_layer_sizes=(16,), max_iter=15, random_state=0, batch_size=None)  # full batch
     assert clf.fit(X, y) is clf
     assert clf.n_iter_ == len(clf.loss_curve_) == clf.result_.n_iter
     assert [W.shape for W in clf.coefs_] == [(16, 6), (1, 16)]  # 5 features + intercept
@@ -63,15 +63,17 @@ def test_bad_parameters_fail_in_fit_with_the_name():
 def test_every_settings_field_is_a_parameter_with_its_default():
     import dataclasses
 
+    import inspect
+
     from sklearn.base import clone
 
-    from fastadmm import ADMMSettings
+    from fastadmm import ADMMSettings, train_admm
 
     params = ADMMClassifier().get_params()
-    defaults = ADMMSettings()
-    for f in dataclasses.fields(ADMMSettings):
-        assert params[f.name] == getattr(defaults, f.name), f.name
-    own = {"hidden_layer_sizes": (100,), "loss": "mse", "max_iter": 50, "early_stopping": False,
+    for f in dataclasses.fields(ADMMSettings):  # the declared defaults (None stays None)
+        assert params[f.name] == f.default and f.default is not dataclasses.MISSING, f.name
+    own = {"hidden_layer_sizes": (100,), "loss": "mse", "early_stopping": False,
+           "max_iter": inspect.signature(train_admm).parameters["max_iter"].default,
            "validation_fraction": 0.1, "n_iter_no_change": 10, "random_state": None}
     assert set(params) == {f.name for f in dataclasses.fields(ADMMSettings)} | set(own)
     assert {k: params[k] for k in own} == own
@@ -88,7 +90,7 @@ def test_a_settings_parameter_reaches_the_fit():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 4))
     y = (X[:, 0] > 0).astype(int)
-    kw = dict(hidden_layer_sizes=(5,), max_iter=3, tol=0, random_state=0)
+    kw = dict(hidden_layer_sizes=(5,), max_iter=3, tol=0, random_state=0, batch_size=None)  # full batch
     assert ADMMClassifier(**kw).fit(X, y).coefs_[0].shape == (5, 5)  # intercept column
     clf = ADMMClassifier(intercept=False, ridge=0.5, **kw).fit(X, y)
     assert clf.coefs_[0].shape == (5, 4) and clf.result_.settings["ridge"] == 0.5
@@ -151,7 +153,7 @@ def test_convergence_warning_is_scikit_learns_at_max_iter_only():
     assert "max_iter=2" in str(caught[0].message) and caught[0].filename == __file__
     # tol=0 asks for max_iter iterations: nothing to warn about; a met tolerance neither
     assert _convergence_warnings(ADMMClassifier(hidden_layer_sizes=(8,), max_iter=2, tol=0, random_state=0), X, y) == []
-    clf = ADMMClassifier(hidden_layer_sizes=(8,), max_iter=200, tol=1e-2, random_state=0)
+    clf = ADMMClassifier(hidden_layer_sizes=(8,), max_iter=200, tol=1e-2, random_state=0, batch_size=None)
     assert _convergence_warnings(clf, X, y) == [] and clf.result_.status == "converged"
 
 
@@ -266,10 +268,17 @@ def test_cross_entropy_two_classes_has_two_outputs_and_a_softmax():
     X, y = blobs(n=120, d=4, k=2, seed=6, spread=2.0)
     clf = ADMMClassifier(hidden_layer_sizes=(8,), loss="cross_entropy", max_iter=10, tol=0, random_state=0).fit(X, y)
     out = clf.result_.decision_function(X)
-    assert out.shape == (120, 2) and clf.coefs_[-1].shape == (2, 8)
+    assert out.shape == (120, 2) and clf.coefs_[-1].shape[0] == 2
     np.testing.assert_allclose(clf.decision_function(X), out[:, 1] - out[:, 0])
     P = clf.predict_proba(X)
     e = np.exp(out - out.max(axis=1, keepdims=True))
     np.testing.assert_allclose(P, e / e.sum(axis=1, keepdims=True), rtol=1e-12)
     np.testing.assert_array_equal(clf.classes_[np.argmax(P, axis=1)], clf.predict(X))
     np.testing.assert_array_equal(rankdata(P[:, 1].round(10)), rankdata(clf.decision_function(X).round(10)))
+
+
+def test_early_stopping_that_would_hold_out_a_whole_class_is_named():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = np.r_[[0, 0], np.ones(19, int), 2 * np.ones(19, int)]  # class 0 has two samples
+    with pytest.raises(ValueError, match=r"validation_fraction=0.8 held out every sample of class\(es\) \[0\]"):
+        ADMMClassifier(early_stopping=True, validation_fraction=0.8, max_iter=2, random_state=0).fit(X, y)
