@@ -327,8 +327,8 @@ def _bad_cases(tmp_path: Path, folder: Path):
 
 CASES = ["missing folder", "folder without MNIST files", "corrupt file", "out under a regular file", "out is a file",
          "hidden 0", "iterations 0", "gd-iterations -3", "classes 11", "one class", "absent class", "beta -1",
-         "gamma 0", "lr nan", "unknown loss", "batch size with gd", "missing checkpoint", "unknown method", "seed twice",
-         "hidden 100000000", "test images 28x27"]
+         "gamma 0", "lr nan", "unknown loss", "batch size with gd", "missing checkpoint", "unknown method",
+         "seed twice", "hidden 100000000", "test images 28x27"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -619,3 +619,21 @@ def test_a_data_error_anywhere_exits_2(folder, tmp_path, capsys, monkeypatch):
     assert cli.main(["--data-dir", str(folder), "--quiet", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "error: --data-dir: t10k-images-idx3-ubyte.gz: truncated" in err and "Traceback" not in err
+
+
+def test_admm_is_full_batch_unless_asked(folder, tmp_path, capsys):
+    """The report's ADMM (the whole training set every iteration) by default; --admm-batch-size N runs
+    mini-batch ADMM where train_admm has it."""
+    out = tmp_path / "full"
+    assert cli.main(["--data-dir", str(folder), "--iterations", "3", "--hidden", "20", "--quiet", "--methods", "admm", "--out", str(out)]) == 0
+    settings = run_of(results(out), "admm")["settings"]
+    assert settings.get("batch_size") is None and settings["beta"] == 1.0 and settings["gamma"] == 10.0
+    argv = ["--data-dir", str(folder), "--iterations", "3", "--hidden", "20", "--quiet", "--methods", "admm", "--admm-batch-size", "16", "--out",
+            str(tmp_path / "mini")]
+    if not cli_training.admm_has_batches():
+        assert cli.main(argv) == 2 and "full-batch ADMM only" in capsys.readouterr().err
+        return
+    assert cli.main(argv) == 0
+    assert run_of(results(tmp_path / "mini"), "admm")["settings"]["batch_size"] == 16
+    assert cli.main([*argv[:-1], str(tmp_path / "bad"), "--admm-batch-size", "x"]) == 2
+    assert "expected 'full', 'auto' or an integer >= 1" in capsys.readouterr().err

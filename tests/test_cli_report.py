@@ -103,6 +103,7 @@ def test_zero_output_loss_and_loss_format():
     assert report.zero_output_loss("hinge", y, 2) == 0.75
     assert report.zero_output_loss("mse", y, 10) == 1.0
     assert report.zero_output_loss("cross_entropy", y, 10) == pytest.approx(math.log(10))
+    assert report.zero_output_loss("cross_entropy", y, 2) == pytest.approx(math.log(2))
     assert report.fmt_loss(0.0) == "0"  # hinge with every margin met, not 0.000e+00
     assert report.fmt_loss(1.5e-5) == "1.50e-05" and report.fmt_loss(0.25) == "0.2500"
 

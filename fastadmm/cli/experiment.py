@@ -225,8 +225,10 @@ class Experiment:
             return code
         args = self.args
         n_test = int(self.report.get("data", {}).get("n_test") or 0)
-        runs = [summarize(r, targets=args.accuracy_targets, loss_threshold=self.loss_threshold, n_test=n_test,
-                          seed=seed, label=method) for method, seed, r in self.runs] if self.zero_loss else []
+        runs = []
+        if self.zero_loss is not None:
+            runs = [summarize(r, targets=args.accuracy_targets, loss_threshold=self.loss_threshold, n_test=n_test,
+                              seed=seed, label=method) for method, seed, r in self.runs]
         if self.signals.received:
             name = signal.Signals(self.signals.first).name
             for s in runs:
@@ -237,7 +239,7 @@ class Experiment:
             self.say(f"note: {note}", err=True)
         if runs or self.skipped:
             self.say(format_table(summary, self.skipped, targets=args.accuracy_targets, loss_name=args.loss,
-                                  loss_threshold=self.loss_threshold if self.zero_loss else float("nan"),
+                                  loss_threshold=self.loss_threshold if self.zero_loss is not None else float("nan"),
                                   n_test=n_test, n_seeds=len(args.seeds)))
         if runs:
             self.say(footer(loss_name=args.loss, zero_loss=self.zero_loss, fraction=args.loss_fraction,
@@ -286,8 +288,7 @@ class Experiment:
         what = "all ten digits" if len(args.classes) == 10 else "digits " + " ".join(map(str, args.classes))
         seeds = (f"seed {args.seeds[0]}" if len(args.seeds) == 1 else
                  f"{len(args.seeds)} seeds: median, band min-max")
-        net = "-".join(map(str, [self.digits.X_train.shape[1], *args.hidden, 1 if len(args.classes) == 2
-                                 else len(args.classes)]))
+        net = "-".join(map(str, [self.digits.X_train.shape[1], *args.hidden, training.n_outputs(args)]))
         return (f"MNIST {what}, {d.get('n_train', 0):,} train / {d.get('n_test', 0):,} test, {net}, {args.loss}, "
                 f"{seeds}")
 

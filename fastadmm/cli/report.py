@@ -21,8 +21,8 @@ LOSS_DEFINITIONS = {
     "hinge": "mean over the training images of the hinge loss summed over the outputs: max(1 - output, 0) "
              "where the target is 1, max(output, 0) where it is 0; exactly 0 when every training image is "
              "beyond its margin (then the gradient is 0 too and gradient descent stands still)",
-    "cross_entropy": "mean over the training images of the cross-entropy of the outputs taken as logits "
-                     "(sigmoid for one output, softmax for several), in nats",
+    "cross_entropy": "mean over the training images of the softmax cross-entropy logsumexp(o) - <t, o>, one "
+                     "output per class (two for two digits), one-hot targets, in nats",
 }
 SMOOTHNESS = {
     "accuracy_drops": "number of evaluated iterations whose test accuracy is below that of the previous one",
@@ -67,9 +67,10 @@ def finite(value) -> bool:
 def zero_output_loss(loss: str, y_index: np.ndarray, n_classes: int) -> float:
     """The training loss of a net whose outputs are all 0 (one that has learned nothing): the scale the
     loss threshold is set on. mse and hinge: the mean number of target-1 entries per image (the share
-    of the second digit for two digits, 1 for one-hot targets); cross-entropy: log 2 or log K."""
+    of the second digit for two digits, 1 for one-hot targets); cross-entropy (a softmax over one output
+    per class): log K."""
     if loss == "cross_entropy":
-        return math.log(2 if n_classes == 2 else n_classes)
+        return math.log(n_classes)
     return float(np.mean(np.asarray(y_index) == 1)) if n_classes == 2 else 1.0
 
 

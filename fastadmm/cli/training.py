@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 import os
 import sys
 import warnings
@@ -92,13 +91,20 @@ def fit_bytes(method: str, n_train: int, n_test: int, sizes, itemsize: int, batc
     weights = sum(sizes[l] * (sizes[l - 1] + 1) for l in range(1, len(sizes)))
     units = sum(sizes[1:])
     widest = max(sizes)
-    if method == "admm":
-        count = weights + n_train * (2 * units + sizes[-1]) + 2 * sum(s * s for s in sizes[:-1])
+    if method == "admm":  # batch: mini-batch ADMM keeps a, z and lam for its batch only
+        rows = n_train if batch is None else batch
+        count = weights + rows * (2 * units + sizes[-1]) + 2 * sum(s * s for s in sizes[:-1])
     else:
         rows = n_train if batch is None else batch
         count = 4 * weights + 2 * rows * units
     count += min(n_test, 8192) * widest * 2  # evaluation in blocks of at most 8,192 rows
     return count * itemsize
+
+
+def n_outputs(args) -> int:
+    """Output units of the net: one per class, except one for two classes with mse or hinge."""
+    n = len(args.classes)
+    return n if args.loss == "cross_entropy" or n > 2 else 1
 
 
 def available_bytes() -> Optional[int]:
@@ -117,17 +123,21 @@ def available_bytes() -> Optional[int]:
 
 
 def gib(n: float) -> str:
-    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+    """Bytes in the largest binary unit up to PiB that keeps the number >= 1."""
+    for power, unit in ((50, "PiB"), (40, "TiB"), (30, "GiB")):
+        if n >= 2**power:
+            return f"{n / 2**power:,.1f} {unit}"
+    return f"{n / 2**20:,.0f} MiB"
 
 
 def check_memory(args, digits: Digits, ranks: Ranks) -> None:
     """UsageError naming --hidden when the largest fit would not fit in memory (before any allocation)."""
-    n_classes = len(args.classes)
-    sizes = [digits.X_train.shape[1], *args.hidden, 1 if n_classes == 2 else n_classes]
+    sizes = [digits.X_train.shape[1], *args.hidden, n_outputs(args)]
     itemsize = np.dtype(args.dtype).itemsize
     batch = args.batch_size or DEFAULT_BATCH
+    admm_batch = args.admm_batch_size if isinstance(args.admm_batch_size, int) else None
     need = max(fit_bytes(m, digits.X_train.shape[0], digits.X_test.shape[0], sizes, itemsize,
-                         None if m in ("admm", "gd") else batch) for m in args.methods)
+                         admm_batch if m == "admm" else None if m == "gd" else batch) for m in args.methods)
     have = available_bytes()
     if have is not None and need > have:
         raise UsageError(
@@ -138,6 +148,15 @@ def check_memory(args, digits: Digits, ranks: Ranks) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # The fits
+
+
+def admm_has_batches() -> bool:
+    """Whether this fastadmm's train_admm has mini-batch ADMM (ADMMSettings.batch_size)."""
+    import dataclasses
+
+    from .. import ADMMSettings
+
+    return "batch_size" in {f.name for f in dataclasses.fields(ADMMSettings)}
 
 
 def adam_available() -> bool:
@@ -174,14 +193,19 @@ def train_admm_run(args, digits: Digits, ranks: Ranks, out: Path, init, notes: l
     label = "ADMM" if len(args.seeds) == 1 else f"ADMM s{seed}"
     progress = Progress(label, args.iterations, enabled=ranks.root and not args.quiet, stop=stop)
     comm = ranks.comm if args.distributed else None
+    extra = {name: value for name, value in (("beta", args.beta), ("gamma", args.gamma)) if value is not None}
+    if args.admm_batch_size != "full":
+        extra["batch_size"] = args.admm_batch_size
+    elif admm_has_batches():
+        extra["batch_size"] = None  # full batch, as in the paper and the report
     try:
         with record_warnings(notes):
             return train_admm(
                 digits.X_train, digits.y_train, hidden=tuple(args.hidden), loss=args.loss,
                 max_iter=args.iterations, X_test=digits.X_test, y_test=digits.y_test, random_state=seed,
                 init=init, callback=progress, comm=comm, checkpoint=checkpoint_path(args, out, seed),
-                checkpoint_every=args.checkpoint_every or 10, beta=args.beta, gamma=args.gamma,
-                backend=args.backend, dtype=args.dtype, threads=args.threads,
+                checkpoint_every=args.checkpoint_every or 10, backend=args.backend, dtype=args.dtype,
+                threads=args.threads, **extra,
             )
     finally:
         progress.close()
