@@ -20,7 +20,7 @@ def test_round_trip_keeps_everything(tmp_path):
     X, y = data()
     labels = np.array(["a", "b", "c"])[y]
     res = train_admm(X, labels, hidden=(6,), max_iter=4, X_test=X, y_test=labels, random_state=0,
-                     eval_every=2, tol=0)
+                     eval_every=2, tol=0, batch_size=None)
     path = res.save(tmp_path / "model")
     assert path.name == "model.npz" and path.exists()
     back = fastadmm.load(path)
@@ -116,9 +116,32 @@ def test_save_into_missing_folder_names_it(tmp_path):
 # Every damaged or inconsistent file raises CheckpointError naming it (issue 9, item 8)
 
 
-def small_result():
+def small_result(batch_size=None, **kw):
+    """A tiny fit: full-batch ADMM (state: Z, A, lam per sample) by default, or mini-batch ADMM."""
     X, y = data(n=24, d=4)
-    return train_admm(X, y, hidden=(3,), max_iter=2, random_state=0, X_test=X[:6], y_test=y[:6])
+    return train_admm(X, y, hidden=(3,), max_iter=2, random_state=0, X_test=X[:6], y_test=y[:6],
+                      batch_size=batch_size, **kw)
+
+
+def small_minibatch_result():
+    """Mini-batch ADMM with the Gram proximal metric, so that its state holds non-empty arrays (S)."""
+    return small_result(batch_size=8, prox_metric="gram")
+
+
+def assert_same_state(a, b):
+    assert (a is None) == (b is None)
+    if a is None:
+        return
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], list) and a[key] and isinstance(a[key][0], np.ndarray):
+            assert len(a[key]) == len(b[key])
+            for u, v in zip(a[key], b[key]):
+                np.testing.assert_array_equal(u, v)
+        elif isinstance(a[key], np.ndarray):
+            np.testing.assert_array_equal(a[key], b[key])
+        else:
+            assert a[key] == b[key], key
 
 
 def assert_same_result(a, b):
@@ -132,18 +155,15 @@ def assert_same_result(a, b):
     assert a.history.keys() == b.history.keys()
     for key in a.history:
         np.testing.assert_array_equal(np.asarray(a.history[key], float), np.asarray(b.history[key], float))
-    for key in ("Z", "A"):
-        for u, v in zip(a.state[key], b.state[key]):
-            np.testing.assert_array_equal(u, v)
-    np.testing.assert_array_equal(a.state["lam"], b.state["lam"])
-    assert (a.state["beta"], a.state["gamma"], a.state["iteration"]) == (
-        b.state["beta"], b.state["gamma"], b.state["iteration"])
+    assert_same_state(a.state, b.state)
 
 
-def test_single_byte_flips_load_equal_or_raise_checkpoint_error(tmp_path):
+@pytest.mark.parametrize("kind", ["full-batch", "mini-batch"])
+def test_single_byte_flips_load_equal_or_raise_checkpoint_error(tmp_path, kind):
     """400 deterministic single-byte corruptions of a small checkpoint: each loads to the same Result
     (a byte the reader does not use, such as a timestamp) or raises CheckpointError naming the file."""
-    res = small_result()
+    res = small_result() if kind == "full-batch" else small_minibatch_result()
+    assert_same_result(res, fastadmm.load(res.save(tmp_path / "unchanged.npz")))
     raw = res.save(tmp_path / "good.npz").read_bytes()
     rng = np.random.default_rng(2024)
     positions = rng.choice(len(raw), 400, replace=False)
@@ -241,6 +261,25 @@ INCONSISTENT = {
     "an array too many": (lambda m, a: _set(a, W2=np.zeros((3, 3))) or m, "unexpected"),
     "object array": (None, "dtype"),
 }
+MINIBATCH_INCONSISTENT = {
+    "S of the wrong size": (lambda m, a: _set(a, S0=np.eye(3)) or m, "S0"),
+    "S not float64": (lambda m, a: _set(a, S1=a["S1"].astype(np.float32)) or m, "S1"),
+    "n_S disagrees with the layers": (lambda m, a: {**m, "state": {**m["state"], "n_S": 3}}, "Grams"),
+    "rng not a generator state": (lambda m, a: {**m, "state": {**m["state"], "rng": {"bit_generator": "MT0"}}}, "rng"),
+    "rng missing": (lambda m, a: {**m, "state": {k: v for k, v in m["state"].items() if k != "rng"}}, "rng"),
+    "an S array missing": (lambda m, a: (a.pop("S1"), m)[1], "missing"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MINIBATCH_INCONSISTENT))
+def test_inconsistent_minibatch_checkpoint_raises_checkpoint_error(tmp_path, case):
+    change, words = MINIBATCH_INCONSISTENT[case]
+    res = small_minibatch_result()
+    assert "S" in res.state and res.state["S"][0].size > 0
+    path = _rewrite(res.save(tmp_path / "m.npz"), change)
+    with pytest.raises(CheckpointError, match="m.npz") as info:
+        fastadmm.load(path)
+    assert words in str(info.value)
 
 
 @pytest.mark.parametrize("case", sorted(INCONSISTENT))
@@ -284,8 +323,9 @@ def test_npy_header_announcing_more_than_the_member_holds(tmp_path, shape):
 # One JSON codec: NaN and +-inf round-trip as floats (issue 10)
 
 
-def test_non_finite_history_values_round_trip_as_floats(tmp_path):
-    res = small_result()
+@pytest.mark.parametrize("kind", ["full-batch", "mini-batch"])
+def test_non_finite_history_values_round_trip_as_floats(tmp_path, kind):
+    res = small_result() if kind == "full-batch" else small_minibatch_result()
     res.history["train_loss"][0] = float("inf")
     res.history["objective"][1] = float("-inf")
     res.history["residual_z"][0][1] = float("nan")
