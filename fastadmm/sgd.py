@@ -33,9 +33,9 @@ Defaults (measured on MNIST 0 vs 1, see DEFAULT_LR): gradient descent lr 0.1 wit
 Adam: lr 1e-3 (DEFAULT_ADAM_LR).
 
 Speed: a whole epoch (every minibatch's gather, forward pass, backward pass and update) is one
-Numba-compiled call (the kernels are in ``_sgd_kernels``) working in preallocated buffers, with the products done by BLAS (``np.dot``
-with an ``out`` buffer), so there is no per-step Python overhead; a gradient-descent step is one
-such call over the full batch.  The compilation is forced on a tiny input before the clock starts
+Numba-compiled call (the kernels are in ``_sgd_kernels``) working in preallocated buffers, with
+the products done by BLAS (``np.dot`` with an ``out`` buffer), so there is no per-step Python
+overhead; a gradient-descent step is one such call over the full batch.  The compilation is forced on a tiny input before the clock starts
 and reported as ``timings["compile"]``; evaluation (a forward pass over the training and test
 sets) is timed apart, as ``timings["eval"]``, and excluded from ``history["elapsed"]``.
 """
@@ -109,9 +109,9 @@ class SGDSettings:
     # Measured (MNIST ten digits, 22,699 train / 10,000 test, batch 64, 10 epochs, seed 0, float32 and
     # float64, nets 784-300-10 and 784-100-50-10, mse and cross_entropy): test accuracy of Adam (lr 1e-3)
     # and of momentum (lr 0.03, 0.9) within 0.5 points of each other in all 8 cases (96.5-97.3 %; Adam
-    # ahead by 0.4 with mse on 784-300-10), epoch times alike (momentum 0.5-1.9x Adam, noisy); "momentum" stays
-    # the default, and "adam" is there to compare with PyTorch's usual baseline (float64: the same
-    # test accuracy as torch.optim.Adam from the same start and batches, to the last digit).
+    # ahead by 0.4 with mse on 784-300-10), epoch times alike (momentum 0.5-1.9x Adam, noisy); so
+    # "momentum" stays the default, and "adam" is there to compare with PyTorch's usual baseline
+    # (float64: the same test accuracy as torch.optim.Adam from the same start and batches).
     optimizer: str = "momentum"
     # Heavy-ball momentum in PyTorch's form (v <- momentum v + g; W <- W - lr v); 0 = none.
     # None = the measured default of the method: 0.5 for gradient descent (0.9 took twice the
