@@ -8,7 +8,6 @@ published it.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -165,69 +164,41 @@ class ADMMSettings:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError/TypeError naming the first field that is not usable."""
+        """Raise ValueError/TypeError naming the first field that is not usable; numbers are stored
+        as Python float/int/bool (numpy scalars such as np.float32(1) are accepted)."""
+        from ._validation import as_bool, as_int, as_real
 
-        def positive(name: str) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-        def nonneg_int(name: str) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-
-        for name in ("init_scale", "penalty_max", "divergence_factor"):
-            positive(name)
-        for name in ("beta", "gamma", "depth_decay"):
+        for name in ("init_scale", "penalty_max", "divergence_factor", "prox"):
+            setattr(self, name, as_real(name, getattr(self, name), 0, low_open=True))
+        for name in ("beta", "gamma", "depth_decay"):  # None = the method's default
             if getattr(self, name) is not None:
-                positive(name)
-        if isinstance(self.ridge, bool) or not isinstance(self.ridge, (int, float)):
-            raise TypeError(f"ridge must be a number, got {type(self.ridge).__name__}")
-        if not (math.isfinite(self.ridge) and self.ridge >= 0):
-            raise ValueError(f"ridge must be a finite number >= 0, got {self.ridge!r}")
-        if not (isinstance(self.tol, (int, float)) and math.isfinite(self.tol) and self.tol >= 0):
-            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
-        positive("penalty_growth")
-        if self.penalty_growth < 1:
-            raise ValueError(f"penalty_growth must be >= 1, got {self.penalty_growth!r}")
-        nonneg_int("warm_start_iter")
-        nonneg_int("eval_every")
-        nonneg_int("penalty_every")
-        if self.penalty_every == 0:
-            raise ValueError("penalty_every must be an integer >= 1, got 0")
-        if self.batch_size is not None and self.batch_size != "auto" and (
-            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be None, 'auto' or an integer >= 1, got {self.batch_size!r}")
-        if isinstance(self.batch_sweeps, bool) or not isinstance(self.batch_sweeps, int) or self.batch_sweeps < 1:
-            raise ValueError(f"batch_sweeps must be an integer >= 1, got {self.batch_sweeps!r}")
-        positive("prox")
+                setattr(self, name, as_real(name, getattr(self, name), 0, low_open=True))
+        self.ridge = as_real("ridge", self.ridge, 0)
+        self.tol = as_real("tol", self.tol, 0)
+        self.penalty_growth = as_real("penalty_growth", self.penalty_growth, 1)
+        self.gram_decay = as_real("gram_decay", self.gram_decay, 0, 1, high_open=True)
+        if self.time_limit is not None:
+            self.time_limit = as_real("time_limit", self.time_limit, 0, low_open=True)
+        for name in ("warm_start_iter", "eval_every"):
+            setattr(self, name, as_int(name, getattr(self, name), 0))
+        for name in ("penalty_every", "batch_sweeps"):
+            setattr(self, name, as_int(name, getattr(self, name), 1))
+        if self.threads is not None:
+            self.threads = as_int("threads", self.threads, 1)
+        if self.batch_size is not None and not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            if isinstance(self.batch_size, str):
+                raise ValueError(f"batch_size must be None, 'auto' or an integer >= 1, got {self.batch_size!r}")
+            self.batch_size = as_int("batch_size", self.batch_size, 1)
+        for name in ("intercept", "skip_zero_inputs", "multiplier"):
+            setattr(self, name, as_bool(name, getattr(self, name)))
         if self.prox_metric not in PROX_METRICS:
             raise ValueError(f"prox_metric must be one of {PROX_METRICS}, got {self.prox_metric!r}")
-        if not (isinstance(self.gram_decay, (int, float)) and not isinstance(self.gram_decay, bool)
-                and 0 <= self.gram_decay < 1):
-            raise ValueError(f"gram_decay must be a number in [0, 1), got {self.gram_decay!r}")
         if self.initialization not in INITS:
             raise ValueError(f"initialization must be one of {INITS}, got {self.initialization!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.dtype is not None and self.dtype not in DTYPES:
             raise ValueError(f"dtype must be None or one of {DTYPES}, got {self.dtype!r}")
-        if self.time_limit is not None:
-            positive("time_limit")
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
-        ):
-            raise ValueError(f"threads must be None or an integer >= 1, got {self.threads!r}")
-        if not isinstance(self.intercept, bool):
-            raise TypeError(f"intercept must be True or False, got {self.intercept!r}")
-        if not isinstance(self.skip_zero_inputs, bool):
-            raise TypeError(f"skip_zero_inputs must be True or False, got {self.skip_zero_inputs!r}")
-        if not isinstance(self.multiplier, bool):
-            raise TypeError(f"multiplier must be True or False, got {self.multiplier!r}")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

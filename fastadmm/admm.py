@@ -589,7 +589,7 @@ def train_admm(
             used.update(
                 hidden=list(hidden), loss=loss, max_iter=max_iter, dtype=X.dtype.name,
                 n_samples=n_global, n_features=int(X.shape[1]), n_classes=int(len(classes)), ranks=comm.size,
-                random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
+                random_state=_validation.random_state_record(random_state),
             )
 
             def make_result(status, message, final=True):
