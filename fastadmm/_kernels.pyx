@@ -19,6 +19,10 @@ select; GCC's PRE moves such operations into the branches).  Without it the code
 GCC keeps the ReLU and hinge selects as scalar branches, about 6-10x slower on random data.
 When z_out is m, both are passed as one pointer, so the compiler needs no run-time overlap test.
 The loops touch no Python object (``cython -a``: only the entry, ``with nogil`` and return lines).
+
+``softmax_z_update`` (at the end) is the exception to the above: an iterative solve per sample,
+in double, with libm's exp and log, so it agrees with the NumPy backend to its stated tolerance
+(in practice to a few ulps), not bit for bit; it is checked against a reference and brute force.
 """
 
 from cython cimport floating

@@ -8,7 +8,9 @@ Exactness: every per-entry operation is carried out in the arrays' dtype (the Py
 are first rounded to it with ``dt(beta)``, as the NumPy backend does, and every constant is a ``dt``
 constant, since Numba would promote ``float32 op int`` to float64) and in the NumPy backend's order,
 without ``fastmath`` (no reassociation, no FMA contraction, IEEE NaN and signed-zero rules kept),
-so the arrays written agree with the NumPy backend bit for bit.  Sums are float64.
+so the arrays written agree with the NumPy backend bit for bit.  Sums are float64.  The exception
+is ``softmax_z_update``, an iterative per-sample solve whose exp and log differ from NumPy's in the
+last bits: it agrees with the NumPy backend to its stated tolerance.
 
 Speed: as in the Cython kernels, each chunk of ``CHUNK`` entries is handled by a flat loop that
 writes the outputs and each entry's float64 sum terms to small buffers, then the buffers are summed
