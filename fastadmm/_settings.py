@@ -116,7 +116,9 @@ class ADMMSettings:
     batch_sweeps: int = 1
     # Weight of the proximal term of the mini-batch W-update, relative to the batch's activations:
     # prox_metric="identity": P = prox * mean(diag(a a^T)) * I; "gram": P = prox * batch * S.
-    prox: float = 3.0
+    # Measured (MNIST 7-9, 784-100-50-10-1, seeds 0-2, 10 epochs): 1 and 3 equal within noise
+    # (0.986 / 0.985 test), 10 worse (0.975); 1 is the default.
+    prox: float = 1.0
     # Metric of the proximal term: "gram" = the running mean S of the layer's input Gram (for layer 1
     # the whole training set's), "identity" = the BCD papers' alpha ||W - W_prev||^2.
     prox_metric: str = "identity"
