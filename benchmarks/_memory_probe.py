@@ -83,7 +83,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # stopping at max_iter before tol is expected here
-        res = fastadmm.train_admm(X, y, hidden=HIDDEN, max_iter=args.max_iter, random_state=0, threads=1,
+        res = fastadmm.train_admm(X, y, hidden=HIDDEN, max_iter=args.max_iter, random_state=0, threads=1, batch_size=None,
                                   skip_zero_inputs=not args.no_skip_zero_inputs)
     seconds = time.perf_counter() - t0
     _, traced_peak = tracemalloc.get_traced_memory()

@@ -50,7 +50,7 @@ SCALING = (5_000, 10_000, 20_000, 40_000, 60_000)
 
 def build_problem(X, y, dtype, backend="cython"):
     """The driver's _Problem for (X, y), built the way train_admm builds it (default settings)."""
-    settings = ADMMSettings(dtype=dtype, backend=backend)
+    settings = ADMMSettings(dtype=dtype, backend=backend, batch_size=None).resolved()  # Algorithm 1
     comm = _comm.wrap(None)
     (X, y_index, classes, _, _, hidden, loss, _, rng, sizes, row_offset,
      n_global) = admm._validate(X, y, None, None, HIDDEN, "mse", 1, 0, None, settings, None, comm)

@@ -94,7 +94,8 @@ def _fastadmm_fit(method, X, y, X_test, y_test):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fastadmm.ConvergenceWarning)  # a fixed budget, not a tolerance
             res = fastadmm.train_admm(X.astype(dtype), y, X_test=X_test.astype(dtype), y_test=y_test,
-                                      hidden=(100, 50, 10), loss="mse", max_iter=ADMM_ITERS, random_state=0, threads=1)
+                                      hidden=(100, 50, 10), loss="mse", max_iter=ADMM_ITERS, random_state=0, threads=1,
+                                      batch_size=None)  # the full-batch sweep of Algorithm 1
     elif method == "gd":
         res = fastadmm.train_sgd(X, y, X_test=X_test, y_test=y_test, max_iter=GD_STEPS, random_state=0, threads=1)
     else:

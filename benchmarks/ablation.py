@@ -1,0 +1,133 @@
+"""The method's ablation (issue 11): each idea on and off, beside compiled SGD and Adam, on MNIST.
+
+    FASTADMM_BENCH_MNIST=DIR OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \\
+        python benchmarks/ablation.py --tasks ten300 ten100 4-9 3-5 7-9 --seeds 0 1 2 --out ablation.jsonl
+
+Tasks: ``ten300`` (ten digits, 784-300-10, through ADMMClassifier as a user calls it), ``ten100``
+(ten digits, 784-100-50-10), and digit pairs such as ``4-9`` (784-100-50-10-1 through train_admm).
+Variants (``--variants``): ``default`` (every default), ``full_batch`` (batch_size=None: the paper's
+algorithm with today's full-batch defaults, 50 iterations), ``equal_penalties`` (depth_decay=1),
+``batch_500``, ``sweeps_2``, ``gram_metric``, ``cross_entropy``, ``float32``, and the baselines
+``sgd`` (compiled SGD with momentum, 10 epochs) and ``adam`` (compiled Adam, 10 epochs, lr 1e-3).
+Each fit is a fresh call with its defaults; its wall time includes setup and the default evaluation.
+Every run appends one JSON line (task, variant, seed, train and test accuracy, iterations, seconds);
+``--table`` prints the median and range over seeds of what a file holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_info
+
+import fastadmm
+from fastadmm.data import read_mnist_folder
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _data import mnist_dir  # noqa: E402
+
+TASKS = {"ten300": ((300,), None), "ten100": ((100, 50, 10), None)}
+VARIANTS = {
+    "default": {},
+    "full_batch": {"batch_size": None},
+    "equal_penalties": {"depth_decay": 1.0},
+    "batch_500": {"batch_size": 500},
+    "sweeps_2": {"batch_sweeps": 2},
+    "gram_metric": {"prox_metric": "gram", "prox": 1.0},
+    "cross_entropy": {"loss": "cross_entropy"},
+    "float32": {"dtype": "float32"},
+}
+BASELINES = {
+    "sgd": dict(batch_size=64, max_iter=10),
+    "adam": dict(batch_size=64, max_iter=10, optimizer="adam", lr=1e-3),
+}
+
+
+def load(task: str):
+    m = read_mnist_folder(mnist_dir())
+    if task in TASKS:
+        hidden, pair = TASKS[task]
+    else:
+        hidden, pair = (100, 50, 10), tuple(int(d) for d in task.split("-"))
+        m = m.select(pair)
+    X = m.X_train.reshape(len(m.X_train), -1) / 255.0
+    Xt = m.X_test.reshape(len(m.X_test), -1) / 255.0
+    return hidden, X, m.y_train, Xt, m.y_test
+
+
+def run(task: str, variant: str, seed: int, data) -> dict:
+    hidden, X, y, Xt, yt = data
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if variant in BASELINES:
+            result = fastadmm.train_sgd(X, y, hidden=hidden, random_state=seed, eval_every=0, **BASELINES[variant])
+        elif task in TASKS:  # as a user of the estimator calls it
+            kw = dict(VARIANTS[variant])
+            clf = fastadmm.ADMMClassifier(hidden_layer_sizes=hidden, random_state=seed, **kw).fit(X, y)
+            result = clf.result_
+        else:
+            result = fastadmm.train_admm(X, y, hidden=hidden, random_state=seed, **VARIANTS[variant])
+    seconds = time.perf_counter() - t0
+    return dict(task=task, variant=variant, seed=seed, train=result.score(X, y), test=result.score(Xt, yt),
+                iterations=result.n_iter, seconds=round(seconds, 2),
+                settings={k: result.settings.get(k) for k in ("batch_size", "beta", "gamma", "depth_decay",
+                                                                "loss", "dtype", "max_iter", "lr", "optimizer")})
+
+
+def table(path: Path) -> str:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["variant"]), []).append(r)
+
+    def cell(values, fmt):
+        values = sorted(values)
+        med = statistics.median(values)
+        return f"{med:{fmt}} ({values[0]:{fmt}}-{values[-1]:{fmt}})" if len(values) > 1 else f"{med:{fmt}}"
+
+    out = ["| task | variant | seeds | train accuracy | test accuracy | iterations | seconds |",
+           "|---|---|---|---|---|---|---|"]
+    for (task, variant), rs in groups.items():
+        out.append(f"| {task} | {variant} | {len(rs)} | {cell([r['train'] for r in rs], '.4f')} | "
+                   f"{cell([r['test'] for r in rs], '.4f')} | {cell([r['iterations'] for r in rs], 'd')} | "
+                   f"{cell([r['seconds'] for r in rs], '.1f')} |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["ten300", "ten100", "4-9", "3-5", "7-9"])
+    parser.add_argument("--variants", nargs="+", default=["default", *[v for v in VARIANTS if v != "default"],
+                                                          *BASELINES])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("ablation.jsonl"))
+    parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    args = parser.parse_args(argv)
+    if args.table:
+        print(table(args.out))
+        return 0
+    if mnist_dir() is None:
+        parser.error("set FASTADMM_BENCH_MNIST to a folder of the four MNIST IDX files")
+    print(json.dumps({"threadpools": [(i["internal_api"], i["num_threads"]) for i in threadpool_info()]}),
+          file=sys.stderr)
+    for task in args.tasks:
+        data = load(task)
+        for variant in args.variants:
+            for seed in args.seeds:
+                row = run(task, variant, seed, data)
+                print(json.dumps(row), flush=True)
+                with args.out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
