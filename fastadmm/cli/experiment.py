@@ -316,13 +316,19 @@ def main(argv=None) -> int:
     """Run the experiment; returns the exit status: 0 done (whatever the statuses in the table), 1 the
     results could not be written, 2 a bad argument, unusable data or an error raised by a trainer (one
     line, no traceback), 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (after writing what there is)."""
+    command = argv is None  # the command itself: a late signal must not kill it after the files are written
     argv = list(sys.argv[1:] if argv is None else argv)
     signals = Signals()
     signals.install()
     try:
         return _main(argv, signals)
     finally:
-        signals.restore()
+        if command:  # ignored (SIG_IGN survives the interpreter's shutdown) until it exits with our status
+            for sig in SIGNALS:
+                with contextlib.suppress(ValueError, OSError):
+                    signal.signal(sig, signal.SIG_IGN)
+        else:
+            signals.restore()
 
 
 def _main(argv, signals: Signals) -> int:
