@@ -43,6 +43,12 @@ VARIANTS = {
     "gram_metric": {"prox_metric": "gram", "prox": 1.0},
     "cross_entropy": {"loss": "cross_entropy"},
     "float32": {"dtype": "float32"},
+    "epochs_40": {"max_iter": 40},
+    "beta_1": {"beta": 1.0},
+    "prox_3": {"prox": 3.0},
+    "wd_1e-4": {"weight_decay": 1e-4},
+    "wd_2.5e-4": {"weight_decay": 2.5e-4},
+    "no_weight_decay": {"weight_decay": 0.0},
 }
 BASELINES = {
     "sgd": dict(batch_size=64, max_iter=10),

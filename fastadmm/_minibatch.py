@@ -76,6 +76,7 @@ class MiniBatchADMM:
         self.R = [None] + [np.empty((B, widths[l]), dt) for l in range(1, L + 1)]
         self.lam0 = np.zeros((B, widths[L]), dt)  # the output update's multiplier: always 0 here
         self.beta, self.gamma = layer_penalties(settings.beta, settings.gamma, settings.depth_decay, L)
+        self._shrink = 1.0 / (1.0 + settings.weight_decay)
         self.iteration = 0
         self.S = [None] * (L + 1)  # running input Grams (with the bias) of prox_metric="gram", float64
         if init is not None:
@@ -272,6 +273,9 @@ class MiniBatchADMM:
             t0 = time.perf_counter()
             for l in range(1, L + 1):  # then every W_l, fitted to its target from its updated input
                 self._w_update(l, B)
+            if self.s.weight_decay > 0:  # the proximal step of a ridge on the weights (not the biases)
+                for l in range(1, L + 1):
+                    self.W[l][:, :-1] *= self._shrink
             timings["W"] += time.perf_counter() - t0
 
     def sweep(self, timings):

@@ -128,6 +128,9 @@ class ADMMSettings:
     # each constraint weighted depth_decay times less than the one above it.  None = the method's
     # measured default; 1 = the paper's equal penalties.
     depth_decay: Optional[float] = None
+    # Ridge on the weights (not the biases) of mini-batch ADMM, applied as its proximal step after every
+    # batch's W-updates: W <- W / (1 + weight_decay).  0 = none.
+    weight_decay: float = 0.0
 
     def resolved(self, distributed: bool = False) -> "ADMMSettings":
         """A copy with every None / "auto" replaced by the chosen method's measured default."""
@@ -176,6 +179,7 @@ class ADMMSettings:
             if getattr(self, name) is not None:
                 setattr(self, name, as_real(name, getattr(self, name), 0, low_open=True))
         self.ridge = as_real("ridge", self.ridge, 0)
+        self.weight_decay = as_real("weight_decay", self.weight_decay, 0)
         self.tol = as_real("tol", self.tol, 0)
         self.penalty_growth = as_real("penalty_growth", self.penalty_growth, 1)
         self.gram_decay = as_real("gram_decay", self.gram_decay, 0, 1, high_open=True)
