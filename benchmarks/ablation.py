@@ -49,9 +49,6 @@ VARIANTS = {
     "wd_1e-4": {"weight_decay": 1e-4},
     "wd_2.5e-4": {"weight_decay": 2.5e-4},
     "no_weight_decay": {"weight_decay": 0.0},
-    "avg_0.99": {"weight_average": 0.99},
-    "avg_0.998": {"weight_average": 0.998},
-    "no_average": {"weight_average": 0.0},
     "layer_equal_wd": {"beta": 0.1, "gamma": 0.1, "depth_decay": 0.3, "weight_decay": 2.5e-4},
     "wd_1e-4_40": {"weight_decay": 1e-4, "max_iter": 40},
 }

@@ -90,9 +90,6 @@ class MiniBatchADMM:
                 bound = 1.0 / np.sqrt(n_in)
                 W = rng.uniform(-bound, bound, (sizes[l], n_in + 1))
                 self.W.append((self._compact(W) if l == 1 else W).astype(dt))
-        # Iterate averaging (weight_average > 0): the Result and the evaluation use an exponential
-        # moving average of the weights over batches; the iterations go on with W itself.
-        self.W_avg = [None] + [W.copy() for W in self.W[1:]] if settings.weight_average > 0 else None
         if settings.prox_metric == "gram" and self.S[1] is None:
             # Layer 1's input never changes: its metric is the whole training set's mean Gram.
             self.S[1] = self._input_gram() / N
@@ -279,13 +276,6 @@ class MiniBatchADMM:
             if self.s.weight_decay > 0:  # the proximal step of a ridge on the weights (not the biases)
                 for l in range(1, L + 1):
                     self.W[l][:, :-1] *= self._shrink
-            if self.W_avg is not None:  # W_avg <- d W_avg + (1 - d) W, in place
-                d = self.s.weight_average
-                for l in range(1, L + 1):
-                    Wa = self.W_avg[l]
-                    Wa -= self.W[l]
-                    Wa *= d
-                    Wa += self.W[l]
             timings["W"] += time.perf_counter() - t0
 
     def sweep(self, timings):
@@ -306,8 +296,6 @@ class MiniBatchADMM:
         return sums, penalties
 
     def compact_weights(self):
-        if self.W_avg is not None:
-            return [W.copy() for W in self.W_avg[1:]]
         return list(self.W[1:])
 
     def full_width(self, weights):

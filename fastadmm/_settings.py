@@ -131,9 +131,6 @@ class ADMMSettings:
     # Ridge on the weights (not the biases) of mini-batch ADMM, applied as its proximal step after every
     # batch's W-updates: W <- W / (1 + weight_decay).  0 = none.
     weight_decay: float = 0.0
-    # Iterate averaging of mini-batch ADMM: the fitted weights are W_avg <- d W_avg + (1 - d) W after
-    # every batch (d = weight_average); the iterations go on with W.  0 = off (the last W).
-    weight_average: float = 0.0
 
     def resolved(self, distributed: bool = False) -> "ADMMSettings":
         """A copy with every None / "auto" replaced by the chosen method's measured default."""
@@ -186,7 +183,6 @@ class ADMMSettings:
         self.tol = as_real("tol", self.tol, 0)
         self.penalty_growth = as_real("penalty_growth", self.penalty_growth, 1)
         self.gram_decay = as_real("gram_decay", self.gram_decay, 0, 1, high_open=True)
-        self.weight_average = as_real("weight_average", self.weight_average, 0, 1, high_open=True)
         if self.time_limit is not None:
             self.time_limit = as_real("time_limit", self.time_limit, 0, low_open=True)
         for name in ("warm_start_iter", "eval_every"):
