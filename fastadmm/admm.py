@@ -690,7 +690,7 @@ def _callback_answer(comm, callback, record) -> Optional[str]:
         exc._fastadmm_collective = True
         raise exc
     answers = [a for a, _ in gathered if a]
-    return answers[0] + ("" if answer else f" on another rank") if answers else None
+    return answers[0] + ("" if answer else " on another rank") if answers else None
 
 
 @contextlib.contextmanager

@@ -3,15 +3,15 @@ median and range over seeds, the table, and the definitions written beside them.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import textwrap
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+
+from .._json import plain, to_json
 
 from .._atomic import atomic_write
 
@@ -37,22 +37,9 @@ Z95 = 1.959963984540054
 
 
 def jsonable(value):
-    """Plain JSON values: numpy scalars and arrays unwrapped, NaN and infinities as null."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return str(value)
+    """Plain JSON values for results.json: the library's one JSON codec (fastadmm._json), with NaN and
+    infinities as null (strict JSON) and anything else as its str."""
+    return plain(value, strict=True, fallback=str)
 
 
 def finite(value) -> bool:
@@ -279,7 +266,7 @@ def footer(*, loss_name: str, zero_loss: float, fraction: float, n_test: int, n_
 
 
 def write_results(out: Path, report: dict) -> Path:
-    text = json.dumps(jsonable(report), indent=1, allow_nan=False)
+    text = to_json(report, indent=1, strict=True, fallback=str)
     return atomic_write(out / "results.json", lambda f: f.write(text.encode("utf-8")))
 
 
