@@ -85,7 +85,7 @@ def test_full_batch_state_does_not_resume_a_mini_batch_fit():
         (dict(batch_sweeps=0), "batch_sweeps must be an integer >= 1"),
         (dict(prox=0.0), "prox must be a finite number > 0"),
         (dict(prox_metric="fisher"), "prox_metric must be one of"),
-        (dict(gram_decay=1.0), "gram_decay must be a number in"),
+        (dict(gram_decay=1.0), "gram_decay must be a finite number >= 0 and < 1"),
         (dict(depth_decay=-1.0), "depth_decay must be a finite number > 0"),
         (dict(batch_size=16, intercept=False), "needs intercept=True"),
     ],
