@@ -41,7 +41,9 @@ class Result:
     ----------
     status : one of "converged", "max_iter", "diverged", "interrupted", "time_limit".
     n_iter : iterations (ADMM sweeps, or SGD epochs / GD steps) completed.
-    weights : list of arrays, ``weights[l]`` of shape (n_{l+1}, n_l) as in the paper (no biases).
+    weights : list of arrays, ``weights[l]`` of shape (n_{l+1}, n_l) as in the paper; with
+        ``intercept`` the first one has one column more (the first layer's bias), and a later one
+        with one column more than its input (every layer of mini-batch ADMM) has a bias there too.
     classes : the class labels; output unit k (or the single output's 1) stands for ``classes[k]``.
     intercept : whether the last column of ``weights[0]`` multiplies a constant input 1.
     loss : "mse", "hinge" or "cross_entropy".
