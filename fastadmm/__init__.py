@@ -7,7 +7,7 @@ from . import kernels
 from ._checkpoint import CheckpointError, load
 from ._result import Result
 from ._settings import ADMMSettings
-from .admm import ConvergenceWarning, DivergenceWarning, train_admm
+from .admm import CheckpointWarning, ConvergenceWarning, DivergenceWarning, train_admm
 from .sgd import SGDSettings, train_sgd
 
 __version__ = "0.1.0"
@@ -16,6 +16,7 @@ __all__ = [
     "ADMMClassifier",
     "ADMMSettings",
     "CheckpointError",
+    "CheckpointWarning",
     "ConvergenceWarning",
     "DivergenceWarning",
     "Result",
