@@ -67,7 +67,8 @@ def bounds(n: int, size: int, split: str) -> list[int]:
 
 
 def fit_kwargs(case: dict) -> dict:
-    kw = dict(FIT, loss=case["loss"], initialization=case["initialization"])
+    # The full-batch method (the one that runs over MPI): the same in one process.
+    kw = dict(FIT, loss=case["loss"], initialization=case["initialization"], batch_size=None)
     if "init_scale" in case:
         kw["init_scale"] = case["init_scale"]
     return kw
