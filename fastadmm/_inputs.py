@@ -50,3 +50,19 @@ def put_columns(full: np.ndarray, W1: np.ndarray, kept: Optional[np.ndarray], in
     if intercept:
         full[:, -1] = W1[:, -1]
     return full
+
+
+def input_gram(X: np.ndarray, intercept: bool, rows: int = _ROWS) -> np.ndarray:
+    """[X 1]^T [X 1] (without the 1 when not ``intercept``) in float64, summed in row blocks so that a
+    float32 X is never copied whole."""
+    n = X.shape[1]
+    G = np.zeros((n + int(intercept),) * 2)
+    for start in range(0, X.shape[0], rows):
+        block = X[start : start + rows].astype(np.float64, copy=False)
+        G[:n, :n] += block.T @ block
+        if intercept:
+            G[n, :n] += block.sum(axis=0)
+    if intercept:
+        G[:n, n] = G[n, :n]
+        G[n, n] = X.shape[0]
+    return G

@@ -92,7 +92,7 @@ class MiniBatchADMM:
                 self.W.append((self._compact(W) if l == 1 else W).astype(dt))
         if settings.prox_metric == "gram" and self.S[1] is None:
             # Layer 1's input never changes: its metric is the whole training set's mean Gram.
-            self.S[1] = self._input_gram() / N
+            self.S[1] = _inputs.input_gram(self.X, True) / N
 
     # -- the input layer's left-out features (as the full-batch driver) --------------------------
     def _compact(self, W1):
@@ -106,19 +106,6 @@ class MiniBatchADMM:
         if self.active is None or X_test is None:
             return X_test
         return np.ascontiguousarray(X_test[:, self.active])
-
-    def _input_gram(self):
-        """[X 1]^T [X 1] in float64, in row blocks."""
-        X = self.X
-        n = X.shape[1]
-        G = np.zeros((n + 1, n + 1))
-        for start in range(0, X.shape[0], 8192):
-            block = X[start : start + 8192].astype(np.float64, copy=False)
-            G[:n, :n] += block.T @ block
-            G[n, :n] += block.sum(axis=0)
-        G[:n, n] = G[n, :n]
-        G[n, n] = X.shape[0]
-        return G
 
     # -- resuming -----------------------------------------------------------------------------
     def _load_state(self, init):

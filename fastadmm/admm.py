@@ -132,18 +132,7 @@ class _Problem:
 
     def _input_gram(self):
         """a_0 a_0^T in float64 (row blocks, so float32 X is never copied whole), summed over ranks."""
-        X = self.X
-        n = X.shape[1]
-        G = np.zeros((n + int(self.intercept),) * 2)
-        for start in range(0, X.shape[0], _EVAL_CHUNK):
-            block = X[start : start + _EVAL_CHUNK].astype(np.float64, copy=False)
-            G[:n, :n] += block.T @ block
-            if self.intercept:
-                G[n, :n] += block.sum(axis=0)
-        if self.intercept:
-            G[:n, n] = G[n, :n]
-            G[n, n] = X.shape[0]
-        return self.comm.allreduce(G)
+        return self.comm.allreduce(_inputs.input_gram(self.X, self.intercept, _EVAL_CHUNK))
 
     # -- initialisation -------------------------------------------------------------------
     def _initialise(self, rng, row_offset, n_global):

@@ -9,6 +9,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..data import stratified_split
 from .args import DEFAULT_CLASSES, UsageError
 
 FULL_TRAIN = 60_000  # images in the official training set
@@ -49,18 +50,6 @@ def source_text(mnist) -> str:
     where = {"data_dir": f"MNIST folder {mnist.location}", "cache": "MNIST cache",
              "download": "MNIST downloaded"}.get(mnist.source, f"MNIST ({mnist.source})")
     return where
-
-
-def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, test indices): ``fraction`` of each class, at random, held out for testing."""
-    rng = np.random.default_rng(seed)
-    test = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        k = min(int(round(fraction * idx.shape[0])), idx.shape[0] - 1)
-        test.append(rng.permutation(idx)[:k])
-    test_idx = np.sort(np.concatenate(test))
-    return np.setdiff1d(np.arange(y.shape[0]), test_idx), test_idx
 
 
 def split(mnist, classes, seed: int):
