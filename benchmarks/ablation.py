@@ -8,7 +8,8 @@ Tasks: ``ten300`` (ten digits, 784-300-10, through ADMMClassifier as a user call
 Variants (``--variants``): ``default`` (every default), ``full_batch`` (batch_size=None: the paper's
 algorithm with today's full-batch defaults, 50 iterations), ``equal_penalties`` (depth_decay=1),
 ``batch_500``, ``sweeps_2``, ``gram_metric``, ``cross_entropy``, ``float32``, and the baselines
-``sgd`` (compiled SGD with momentum, 10 epochs) and ``adam`` (compiled Adam, 10 epochs, lr 1e-3).
+``sgd`` (compiled SGD with momentum, 10 epochs) and ``adam`` (compiled Adam, 10 epochs, lr 1e-3), with
+mse, and ``sgd_ce`` / ``adam_ce`` the same with softmax cross-entropy.
 Each fit is a fresh call with its defaults; its wall time includes setup and the default evaluation.
 Every run appends one JSON line (task, variant, seed, train and test accuracy, iterations, seconds);
 ``--table`` prints the median and range over seeds of what a file holds.
@@ -49,12 +50,16 @@ VARIANTS = {
     "wd_1e-4": {"weight_decay": 1e-4},
     "wd_2.5e-4": {"weight_decay": 2.5e-4},
     "no_weight_decay": {"weight_decay": 0.0},
-    "layer_equal_wd": {"beta": 0.1, "gamma": 0.1, "depth_decay": 0.3, "weight_decay": 2.5e-4},
-    "wd_1e-4_40": {"weight_decay": 1e-4, "max_iter": 40},
+    "depth_decay_0.1": {"depth_decay": 0.1},
+    "gamma_0.03": {"gamma": 0.03},
+    "no_weight_decay_20": {"weight_decay": 0.0, "max_iter": 20},
+    "epochs_20": {"max_iter": 20},
 }
 BASELINES = {
     "sgd": dict(batch_size=64, max_iter=10),
     "adam": dict(batch_size=64, max_iter=10, optimizer="adam", lr=1e-3),
+    "sgd_ce": dict(batch_size=64, max_iter=10, loss="cross_entropy"),
+    "adam_ce": dict(batch_size=64, max_iter=10, optimizer="adam", lr=1e-3, loss="cross_entropy"),
 }
 
 
