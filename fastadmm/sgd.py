@@ -142,8 +142,9 @@ class SGDSettings:
     time_limit: Optional[float] = None
     # Floating type of every array: None = float32 if X is float32, else float64.
     dtype: Optional[str] = None
-    # BLAS threads during the fit (threadpoolctl); None = leave them as they are.
-    threads: Optional[int] = None
+    # BLAS threads during the fit (threadpoolctl); None = leave them as they are.  1 by default, as
+    # ADMMSettings.threads (more BLAS threads were far slower on a busy 2-core machine).
+    threads: Optional[int] = 1
     # Leave input features that are zero in every training sample out of the first layer's products
     # when at least 10 % are (as ADMMSettings.skip_zero_inputs): exact, since their gradient is 0 and
     # their weights keep the initial values, which are put back.  Measured: 21 % faster steps on MNIST 0/1.

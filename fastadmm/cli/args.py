@@ -211,8 +211,9 @@ def build_parser() -> Parser:
     run = parser.add_argument_group("run")
     run.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
                      help=f"folder for curves.png and results.json, created if needed (default: ./{DEFAULT_OUT})")
-    run.add_argument("--threads", type=positive_int, metavar="N",
-                     help="BLAS (and Numba) threads per process (default: as the libraries start)")
+    run.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                     help="BLAS (and Numba) threads per process (default: 1, as train_admm and train_sgd: more "
+                          "BLAS threads were 8-15x slower on a busy 2-core machine)")
     run.add_argument("--quiet", action="store_true",
                      help="no progress bars or notes (the data line and the table are still printed)")
     run.add_argument("--accuracy-targets", nargs="+", type=fraction, metavar="A",
