@@ -237,7 +237,7 @@ def warmup():
 # Softmax cross-entropy output z-update (per sample, a small strongly convex problem; see the
 # docstring of fastadmm._kernels_numpy for the method, the tolerance and the results).
 # --------------------------------------------------------------------------------------------------
-SOFTMAX_MAX_ITER = 100  # Newton iterations per sample, at most (at most 26 needed in /tmp/exp/ce/proto2.py runs)
+SOFTMAX_MAX_ITER = 100  # Newton iterations per sample, at most (at most 26 needed: benchmarks/softmax_newton_steps.py)
 SOFTMAX_TOL64 = 1e-10  # relative gradient tolerance, float64 arrays
 SOFTMAX_TOL32 = 1e-6  # relative gradient tolerance, float32 arrays
 _ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search

@@ -83,7 +83,7 @@ DEFAULT_MOMENTUM = {"gd": 0.5, "sgd": 0.9}
 # 10 SGD epochs: 0.5 s, 99.8-100 %.
 DEFAULT_MAX_ITER = {"gd": 100, "sgd": 10}
 # optimizer="adam": torch.optim.Adam with its defaults (betas, eps below; no weight decay, amsgrad off).
-# Step size measured with 784-100-50-10-(1 or 10), He init, float64, one thread (/tmp/exp/sgd/measure.py):
+# Step size measured with 784-100-50-10-(1 or 10), He init, float64, one thread (benchmarks/sgd_baseline_measure.py):
 #   sgd, batch 64, 10 epochs, MNIST ten digits (22,699 train / 10,000 test), test accuracy after epochs 1 / 10:
 #     mse           lr 3e-4: 62.5 / 95.9 %   1e-3: 83.5 / 95.6 %   3e-3: 55.5 / 59.8 %   1e-2: 9.8 % (every ReLU dead)
 #     cross_entropy lr 3e-4: 88.7 / 96.0 %   1e-3: 92.8 / 96.6 %   3e-3: 94.2 / 96.2 %   1e-2: 93.9 / 96.1 %
@@ -106,7 +106,7 @@ class SGDSettings:
     # "momentum": heavy-ball (or Nesterov) SGD / GD as torch.optim.SGD, the measured defaults above.
     # "adam": torch.optim.Adam with its defaults (ADAM_BETAS, ADAM_EPS, bias correction, no weight
     # decay, amsgrad off), lr default DEFAULT_ADAM_LR; momentum and nesterov must then stay unset.
-    # Measured (/tmp/exp/sgd/measure.py; MNIST ten digits, 22,699 train / 10,000 test, batch 64, 10
+    # Measured (benchmarks/sgd_baseline_measure.py; MNIST ten digits, 22,699 train / 10,000 test, batch 64, 10
     # epochs, nets 784-300-10 and 784-100-50-10, seeds 0-2 in float32 and 0 in float64, 16 pairs):
     # test accuracy of Adam (lr 1e-3) minus momentum (lr 0.03, 0.9) is -0.3..+0.2 points with
     # cross_entropy and -0.1..+0.8 with mse (96.3-97.5 % in all); an epoch costs the same (0.76 vs
