@@ -54,6 +54,8 @@ VARIANTS = {
     "gamma_0.03": {"gamma": 0.03},
     "no_weight_decay_20": {"weight_decay": 0.0, "max_iter": 20},
     "epochs_20": {"max_iter": 20},
+    "epochs_60": {"max_iter": 60},
+    "batch_32": {"batch_size": 32},
 }
 BASELINES = {
     "sgd": dict(batch_size=64, max_iter=10),
