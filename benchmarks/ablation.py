@@ -112,7 +112,7 @@ def table(path: Path) -> str:
            "|---|---|---|---|---|---|---|"]
     for (task, variant), rs in groups.items():
         out.append(f"| {task} | {variant} | {len(rs)} | {cell([r['train'] for r in rs], '.4f')} | "
-                   f"{cell([r['test'] for r in rs], '.4f')} | {cell([r['iterations'] for r in rs], 'd')} | "
+                   f"{cell([r['test'] for r in rs], '.4f')} | {cell([r['iterations'] for r in rs], 'g')} | "
                    f"{cell([r['seconds'] for r in rs], '.1f')} |")
     return "\n".join(out)
 
