@@ -50,7 +50,6 @@ class MiniBatchADMM:
         self.s = settings
         self.k = kernels
         self.loss = loss
-        self.n_features = X.shape[1]
         self.active = (
             _inputs.kept_features(_inputs.nonzero_features(X)) if settings.skip_zero_inputs else None
         )
@@ -192,7 +191,6 @@ class MiniBatchADMM:
         R = self.R[l][:B]
         np.subtract(self.Z[l][:B], self._linear(l, B, R), out=R)  # z_l - W_prev a_{l-1}
         Ad = A.astype(np.float64, copy=False)
-        colsum = Ad.sum(axis=0)
         mean_diag = (float(np.vdot(Ad, Ad)) + B) / n  # mean diagonal of [a; 1][a; 1]^T
         if not np.isfinite(mean_diag) or not np.isfinite(R).all():
             raise _linalg.NonFiniteError(f"layer {l}: the batch's activations or targets hold NaN or infinity")
@@ -210,6 +208,7 @@ class MiniBatchADMM:
             W[:, -1] += Y.sum(axis=0)
             self.W[l] = W
             return
+        colsum = Ad.sum(axis=0)
         G = np.empty((n, n))
         G[:-1, :-1] = Ad.T @ Ad
         G[-1, :-1] = colsum

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import sys
 import tempfile
 import time
 import warnings
@@ -689,16 +688,10 @@ def _abort_on_local_error(comm):
     if not comm.distributed:
         yield
         return
-    try:
-        yield
-    except BaseException as exc:
-        if getattr(exc, "_fastadmm_collective", False) or (isinstance(exc, SystemExit) and exc.code in (0, None)):
-            raise
-        from .distributed import _abort, _one_line
+    from .distributed import abort_on_error
 
-        print(f"fastadmm: rank {comm.rank} of {comm.size} failed: {_one_line(exc)}; aborting all ranks (MPI_Abort)",
-              file=sys.stderr, flush=True)
-        _abort(comm.comm, 1)
+    with abort_on_error(comm.comm, collective_through=True):
+        yield
 
 
 def _loop(problem, max_iter, X, y_index, T, X_test, y_test_index, loss, history, timings, callback,

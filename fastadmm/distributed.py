@@ -250,7 +250,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def abort_on_error(comm=None, *, code: int = 1, traceback: bool = False):
+def abort_on_error(comm=None, *, code: int = 1, traceback: bool = False, collective_through: bool = False):
     """Run the block; if it raises on any rank, print one line naming the rank and ``MPI_Abort``.
 
     Without this, an exception on one rank leaves the others waiting forever in their next
@@ -261,6 +261,9 @@ def abort_on_error(comm=None, *, code: int = 1, traceback: bool = False):
     and SystemExit with a non-zero code abort too. With a single rank nothing is aborted: the
     exception propagates as usual (its traceback is the clearer message then).
 
+    ``collective_through=True`` lets an error that every rank raises together (marked by the driver)
+    propagate instead of aborting: train_admm uses it inside; this guard around it still aborts.
+
     Yields the communicator.
     """
     comm = _comm_or_world(comm)
@@ -269,8 +272,8 @@ def abort_on_error(comm=None, *, code: int = 1, traceback: bool = False):
     except BaseException as exc:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             raise
-        if comm.Get_size() == 1:
-            raise
+        if comm.Get_size() == 1 or (collective_through and getattr(exc, "_fastadmm_collective", False)):
+            raise  # one rank, or an error every rank raises together (nothing is left waiting)
         rank, size = comm.Get_rank(), comm.Get_size()
         if traceback:
             import traceback as tb
