@@ -24,7 +24,8 @@ This module adds what a script around that call needs::
 * :func:`read_idx_shard` / :func:`load_mnist_shard` read only a rank's rows of IDX files;
 * :func:`abort_on_error` / :func:`run_or_abort` / :func:`train_admm_distributed` turn an
   exception on any one rank into a one-line message naming the rank and ``MPI_Abort``, so that
-  the other ranks never wait forever in a collective call.
+  the other ranks never wait forever in a collective call (the rule itself, and the other rules
+  that keep ranks in step, are :class:`fastadmm._comm.Communicator`'s).
 
 mpi4py is imported only when a function needs it: without it this module imports, the shard
 helpers work, and the functions that need MPI raise ImportError saying how to install it.
@@ -34,17 +35,16 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import numbers
 import os
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from . import _comm
 from . import data as _data
+from ._validation import as_int
 
 __all__ = [
     "MPI_INSTALL_HINT",
@@ -61,7 +61,6 @@ __all__ = [
 ]
 
 MPI_INSTALL_HINT = "pip install 'fastadmm[mpi]'"
-_ABORT_PAUSE = 0.2  # seconds between the error line and MPI_Abort (see _abort)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -98,14 +97,6 @@ def _comm_or_world(comm):
 # Shards
 
 
-def _check_int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
 def shard_rows(n: int, rank: int, size: int, *, what: str = "rows") -> tuple[int, int]:
     """The contiguous rows ``[start, stop)`` of ``n`` that rank ``rank`` of ``size`` holds.
 
@@ -114,9 +105,9 @@ def shard_rows(n: int, rank: int, size: int, *, what: str = "rows") -> tuple[int
     sees the samples in the order a one-process fit does). Every rank gets at least one row:
     ``n < size`` raises ValueError (run fewer ranks, or use more data).
     """
-    n = _check_int(n, "n", 0)
-    size = _check_int(size, "size", 1)
-    rank = _check_int(rank, "rank", 0)
+    n = as_int("n", n, 0)
+    size = as_int("size", size, 1)
+    rank = as_int("rank", rank, 0)
     if rank >= size:
         raise ValueError(f"rank must be in 0 .. size-1 = {size - 1}, got {rank}")
     if n < size:
@@ -244,11 +235,6 @@ def load_mnist_shard(data_dir: str | os.PathLike, rank: int, size: int, *, class
 # Errors: stop every rank
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 @contextlib.contextmanager
 def abort_on_error(comm=None, *, code: int = 1, traceback: bool = False, collective_through: bool = False):
     """Run the block; if it raises on any rank, print one line naming the rank and ``MPI_Abort``.
@@ -263,41 +249,13 @@ def abort_on_error(comm=None, *, code: int = 1, traceback: bool = False, collect
 
     ``collective_through=True`` lets an error that every rank raises together (marked by the driver)
     propagate instead of aborting: train_admm uses it inside; this guard around it still aborts.
+    The rule is :meth:`fastadmm._comm.Communicator.abort_on_error`'s.
 
-    Yields the communicator.
+    Yields the (mpi4py) communicator.
     """
     comm = _comm_or_world(comm)
-    try:
+    with _comm.MPIComm(comm).abort_on_error(code=code, traceback=traceback, collective_through=collective_through):
         yield comm
-    except BaseException as exc:
-        if isinstance(exc, SystemExit) and exc.code in (0, None):
-            raise
-        if comm.Get_size() == 1 or (collective_through and getattr(exc, "_fastadmm_collective", False)):
-            raise  # one rank, or an error every rank raises together (nothing is left waiting)
-        rank, size = comm.Get_rank(), comm.Get_size()
-        if traceback:
-            import traceback as tb
-
-            tb.print_exc(file=sys.stderr)
-        print(f"fastadmm: rank {rank} of {size} failed: {_one_line(exc)}; aborting all ranks (MPI_Abort)",
-              file=sys.stderr, flush=True)
-        _abort(comm, code)
-
-
-def _abort(comm, code: int) -> None:
-    """MPI_Abort, then leave at once.
-
-    mpiexec (MPICH's hydra) forwards a rank's stderr through a pipe that it stops reading when it
-    tears the job down: a short pause first lets the message out (measured with 2 ranks: without it
-    the line was lost in 2 of 56 runs, with 0.2 s in none of 96). MPICH's MPI_Abort may return
-    before the job is killed; os._exit then skips Python's exit handlers (among them mpi4py's
-    MPI_Finalize, which would wait for the ranks being killed).
-    """
-    time.sleep(_ABORT_PAUSE)
-    try:
-        comm.Abort(code)
-    finally:
-        os._exit(code)
 
 
 def _takes_comm(fn) -> bool:
@@ -335,26 +293,6 @@ def train_admm_distributed(X, y, *, comm=None, **kwargs):
     from .admm import train_admm
 
     with abort_on_error(comm) as comm:
-        kwargs["random_state"] = _agreed_random_state(comm, kwargs.get("random_state"))
+        kwargs["random_state"] = _comm.MPIComm(comm).agreed_seed(kwargs.get("random_state"))
         return train_admm(X, y, comm=comm, **kwargs)
-
-
-def _agreed_random_state(comm, random_state):
-    """The same seed on every rank: rank 0's fresh entropy for None, else a check that all agree."""
-    if random_state is None:
-        return comm.bcast(int(np.random.SeedSequence().entropy) if comm.Get_rank() == 0 else None, root=0)
-    if isinstance(random_state, np.random.Generator):
-        key = repr(random_state.bit_generator.state)
-    elif isinstance(random_state, np.random.RandomState):
-        key = repr(random_state.get_state(legacy=False))
-    else:
-        key = repr(random_state)
-    keys = comm.allgather(key)
-    differ = [r for r, k in enumerate(keys) if k != keys[0]]
-    if differ:
-        raise ValueError(
-            f"random_state differs between ranks (rank 0 vs ranks {differ[:5]}); pass the same int seed on every "
-            "rank so that all start from the same initial weights"
-        )
-    return random_state
 

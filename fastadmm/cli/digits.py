@@ -1,5 +1,6 @@
 """The experiment's digits: which data, how they are split into training and test images, and the
-one line that says so; under ``--distributed`` each MPI rank's shard (and the rank group itself)."""
+one line that says so; under ``--distributed`` each MPI rank's shard (the ranks themselves are a
+:class:`fastadmm._comm.Communicator`: :func:`world`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .._comm import Communicator, MPIComm
 from ..data import stratified_split
 from .args import DEFAULT_CLASSES, UsageError
 
@@ -159,38 +161,8 @@ def data_info(mnist, args, how, n_train, n_test) -> dict:
 # MPI (--distributed)
 
 
-class Ranks:
-    """The process group of a run: one process, or the ranks of MPI.COMM_WORLD."""
-
-    def __init__(self, comm=None):
-        self.comm = comm
-        self.rank = 0 if comm is None else comm.Get_rank()
-        self.size = 1 if comm is None else comm.Get_size()
-
-    @property
-    def root(self) -> bool:
-        return self.rank == 0
-
-    def agree(self, step: Callable):
-        """Run ``step()`` on every rank; if it raises UsageError on any rank, raise it on every rank.
-
-        Decisions that end the run early are taken together, so no rank is left waiting in a
-        collective call of the training.
-        """
-        error, value = None, None
-        try:
-            value = step()
-        except UsageError as exc:
-            error = str(exc)
-        if self.comm is not None:
-            errors = [e for e in self.comm.allgather(error) if e is not None]
-            error = errors[0] if errors else None
-        if error is not None:
-            raise UsageError(error)
-        return value
-
-
-def world() -> Ranks:
+def world() -> Communicator:
+    """MPI.COMM_WORLD as a :class:`fastadmm._comm.Communicator` (UsageError naming the install without mpi4py)."""
     try:
         from mpi4py import MPI
     except ImportError as exc:
@@ -198,10 +170,16 @@ def world() -> Ranks:
             f"--distributed needs mpi4py and an MPI library ({exc}): install fastadmm[mpi] "
             "(pip install 'fastadmm[mpi]') and start with mpiexec -n K"
         ) from None
-    return Ranks(MPI.COMM_WORLD)
+    return MPIComm(MPI.COMM_WORLD)
 
 
-def load_digits_distributed(args, ranks: Ranks) -> Digits:
+def agree(ranks: Communicator, step: Callable):
+    """``step()`` on every rank; a UsageError on any rank is raised on every rank (its message as it
+    is), so that decisions which end the run early are taken together."""
+    return ranks.agree(step, UsageError, name_rank=False)
+
+
+def load_digits_distributed(args, ranks: Communicator) -> Digits:
     """This rank's contiguous shard of the experiment's training and test images.
 
     A named folder whose training set is not the full 60,000 images is read shard by shard
@@ -213,12 +191,12 @@ def load_digits_distributed(args, ranks: Ranks) -> Digits:
     from .. import distributed as dist
 
     folder = named_folder(args)
-    if ranks.agree(lambda: folder is not None and _training_length(args, folder) != FULL_TRAIN):
-        return ranks.agree(lambda: _load_shard(args, ranks, folder, dist))
+    if agree(ranks, lambda: folder is not None and _training_length(args, folder) != FULL_TRAIN):
+        return agree(ranks, lambda: _load_shard(args, ranks, folder, dist))
     return _load_all_then_shard(args, ranks, dist)
 
 
-def _load_shard(args, ranks: Ranks, folder, dist) -> Digits:
+def _load_shard(args, ranks: Communicator, folder, dist) -> Digits:
     try:
         shard = dist.load_mnist_shard(folder, ranks.rank, ranks.size, classes=args.classes)
     except (OSError, ValueError) as exc:
@@ -244,11 +222,11 @@ def _training_length(args, folder) -> Optional[int]:
         raise data_error(args, exc) from None
 
 
-def _load_all_then_shard(args, ranks: Ranks, dist) -> Digits:
-    mnist = ranks.agree(lambda: _load(args, download=not args.no_download) if ranks.root else None)
+def _load_all_then_shard(args, ranks: Communicator, dist) -> Digits:
+    mnist = agree(ranks, lambda: _load(args, download=not args.no_download) if ranks.root else None)
     # Rank 0 alone downloads; the others then read what it left in the cache (or the same fallback).
-    mnist = ranks.agree(lambda: mnist if ranks.root else _load(args, download=False))
-    sources = ranks.comm.allgather((mnist.source, len(mnist.y_train)))
+    mnist = agree(ranks, lambda: mnist if ranks.root else _load(args, download=False))
+    sources = ranks.allgather((mnist.source, len(mnist.y_train)))
     if len(set(sources)) != 1:
         raise UsageError(f"the ranks loaded different data: {sorted(set(sources))}")
 
@@ -259,7 +237,7 @@ def _load_all_then_shard(args, ranks: Ranks, dist) -> Digits:
                              f"{ranks.size} ranks")
         return X_tr, y_tr, X_te, y_te, how, kind
 
-    X_tr, y_tr, X_te, y_te, how, kind = ranks.agree(split_and_shard)
+    X_tr, y_tr, X_te, y_te, how, kind = agree(ranks, split_and_shard)
     info = data_info(mnist, args, how, len(y_tr), len(y_te))
     X_tr, y_tr = dist.shard(ranks.rank, ranks.size, X_tr, y_tr)
     X_te, y_te = dist.shard(ranks.rank, ranks.size, X_te, y_te)

@@ -20,7 +20,8 @@ import numpy as np
 from . import training
 from .args import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, UsageError, build_parser, check_args,
                    to_argv)
-from .digits import Digits, Ranks, load_digits, load_digits_distributed, one_line, world
+from .._comm import Communicator, SingleProcess
+from .digits import Digits, agree, load_digits, load_digits_distributed, one_line, world
 from .plots import plot_curves
 from .report import (aggregate, definitions, footer, format_table, jsonable, summarize, write_results,
                      zero_output_loss)
@@ -125,7 +126,7 @@ def _threadpools() -> list:
 class Experiment:
     """One run of the command: what it has so far, so that a signal can still write it."""
 
-    def __init__(self, args, argv, ranks: Ranks, signals: Optional[Signals] = None, write: bool = True):
+    def __init__(self, args, argv, ranks: Communicator, signals: Optional[Signals] = None, write: bool = True):
         self.args, self.ranks, self.signals, self.write = args, ranks, signals or Signals(), write
         self.out: Optional[Path] = None
         self.digits: Optional[Digits] = None
@@ -144,11 +145,11 @@ class Experiment:
     def prepare(self) -> None:
         args, ranks = self.args, self.ranks
         if self.write:
-            self.out = ranks.agree(lambda: prepare_out(args.out) if ranks.root else Path(args.out).expanduser())
+            self.out = agree(ranks, lambda: prepare_out(args.out) if ranks.root else Path(args.out).expanduser())
         self.digits = load_digits_distributed(args, ranks) if args.distributed else load_digits(args)
         self.report["data"] = dict(self.digits.info, split_kind=self.digits.split)
-        ranks.agree(lambda: training.check_memory(args, self.digits, ranks))
-        self.init = ranks.agree(lambda: training.load_init(args, ranks))
+        agree(ranks, lambda: training.check_memory(args, self.digits, ranks))
+        self.init = agree(ranks, lambda: training.load_init(args, ranks))
         self.say(self.digits.line)
         self.zero_loss = self._zero_loss()
 
@@ -156,9 +157,8 @@ class Experiment:
         classes = np.asarray(self.args.classes)
         y = np.searchsorted(classes, self.digits.y_train)
         ones, n = int(np.sum(y == 1)), int(y.shape[0])
-        if self.ranks.size > 1:
-            counts = self.ranks.comm.allgather((ones, n))
-            ones, n = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        counts = self.ranks.allgather((ones, n))
+        ones, n = sum(c[0] for c in counts), sum(c[1] for c in counts)
         return zero_output_loss(self.args.loss, np.r_[np.ones(ones), np.zeros(n - ones)], len(classes))
 
     @property
@@ -168,10 +168,7 @@ class Experiment:
     def _stop(self) -> bool:
         """Stop the current fit? (a signal; under MPI every rank answers the same)."""
         self.signals.reclaim()
-        stop = bool(self.signals.received)
-        if self.ranks.size > 1 and self.args.distributed:
-            stop = any(self.ranks.comm.allgather(stop))
-        return stop
+        return any(self.ranks.allgather(bool(self.signals.received)))
 
     def train(self) -> None:
         args = self.args
@@ -205,7 +202,7 @@ class Experiment:
 
     def _guarded(self, step):
         """A trainer's ValueError/TypeError/MemoryError is a usage error (one line). Not under MPI: there an
-        error raised on one rank only must abort every rank (see abort_on_unexpected)."""
+        error raised on one rank only must abort every rank (see _main: ranks.abort_on_error)."""
         if self.ranks.size > 1:
             return step()
         try:
@@ -293,25 +290,6 @@ class Experiment:
                 f"{seeds}")
 
 
-@contextlib.contextmanager
-def abort_on_unexpected(ranks: Ranks):
-    """Under MPI with several ranks, any exception but an agreed UsageError prints one line naming
-    the rank and aborts every rank (:func:`fastadmm.distributed.abort_on_error`), never a hang."""
-    if ranks.size == 1:
-        yield
-        return
-    from ..distributed import abort_on_error
-
-    agreed = []
-    with abort_on_error(ranks.comm):
-        try:
-            yield
-        except UsageError as exc:  # raised on every rank together (Ranks.agree)
-            agreed.append(exc)
-    if agreed:
-        raise agreed[0]
-
-
 def main(argv=None) -> int:
     """Run the experiment; returns the exit status: 0 done (whatever the statuses in the table), 1 the
     results could not be written, 2 a bad argument, unusable data or an error raised by a trainer (one
@@ -343,12 +321,13 @@ def _main(argv, signals: Signals) -> int:
         return signals.exit_code()
     try:
         check_args(args)
-        ranks = world() if args.distributed else Ranks()
+        ranks = world() if args.distributed else SingleProcess()
     except UsageError as exc:
         return _usage(exc)
     experiment = Experiment(args, argv, ranks, signals)
     try:
-        with abort_on_unexpected(ranks):
+        # Under MPI any exception but an agreed UsageError ends every rank (one line naming the rank).
+        with ranks.abort_on_error(agreed=(UsageError,)):
             experiment.prepare()
             experiment.train()
     except UsageError as exc:
@@ -382,7 +361,7 @@ def run(*, out=None, quiet: bool = True, **options) -> dict:
     parser.raise_errors = True
     args = parser.parse_args(argv)
     check_args(args)
-    experiment = Experiment(args, argv, Ranks(), write=out is not None)
+    experiment = Experiment(args, argv, SingleProcess(), write=out is not None)
     experiment.prepare()
     try:
         experiment.train()
