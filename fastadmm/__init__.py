@@ -1,11 +1,11 @@
 """fastadmm: gradient-free training of fully connected ReLU networks by ADMM (Taylor et al., 2016).
 
-Public names: train_admm, train_sgd, Result, ADMMSettings, ADMMClassifier, kernels, load.
+Public names: train_admm, train_sgd, Result, Status, ADMMSettings, ADMMClassifier, kernels, load.
 """
 
 from . import kernels
-from ._checkpoint import CheckpointError, load
-from ._result import Result
+from ._checkpoint import CheckpointError
+from ._result import Result, Status, load
 from ._settings import ADMMSettings
 from .admm import CheckpointWarning, ConvergenceWarning, DivergenceWarning, train_admm
 from .sgd import SGDSettings, train_sgd
@@ -21,6 +21,7 @@ __all__ = [
     "DivergenceWarning",
     "Result",
     "SGDSettings",
+    "Status",
     "kernels",
     "load",
     "train_admm",

@@ -69,7 +69,7 @@ def save(result, path) -> Path:
         state_meta = {"beta": st["beta"], "gamma": st["gamma"], "iteration": st["iteration"],
                       "n_Z": len(st["Z"]), "n_A": len(st["A"])}
     meta = {
-        "format": FORMAT, "version": VERSION, "status": result.status, "n_iter": result.n_iter,
+        "format": FORMAT, "version": VERSION, "status": str(result.status), "n_iter": result.n_iter,
         "n_weights": len(result.weights), "loss": result.loss, "method": result.method,
         "history": result.history, "timings": result.timings, "settings": result.settings,
         "message": result.message, "intercept": result.intercept, "state": state_meta,
@@ -82,14 +82,13 @@ def save(result, path) -> Path:
 # Loading
 
 
-def load(path):
-    """Read a Result written by ``Result.save``.
+def read_fields(path) -> dict:
+    """The keyword arguments of the Result written to `path` by ``Result.save`` (``fastadmm.load``
+    makes the Result; this module never imports it).
 
     Raises FileNotFoundError when there is no file, and :class:`CheckpointError` (naming the file) for
     any file that is not a complete, consistent fastadmm checkpoint.
     """
-    from ._result import Result
-
     path = Path(path)
     if not path.exists() and path.with_name(path.name + ".npz").exists():
         path = path.with_name(path.name + ".npz")
@@ -106,7 +105,7 @@ def load(path):
             f"{path} is truncated or corrupt and cannot be read as a fastadmm checkpoint "
             f"({type(exc).__name__}: {exc})"
         ) from exc
-    return Result(**_fields(meta, arrays, path))
+    return _fields(meta, arrays, path)
 
 
 def _read(path: Path) -> tuple[dict, dict]:

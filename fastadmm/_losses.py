@@ -22,6 +22,11 @@ from __future__ import annotations
 import numpy as np
 
 LOSSES = ("mse", "hinge", "cross_entropy")
+# The integer codes the compiled kernels take for a loss (Cython, Numba and NumPy z-updates: mse and
+# hinge, which are elementwise; the SGD kernels also take cross_entropy).  Declared here only.
+LOSS_CODE = {"mse": 0, "hinge": 1, "cross_entropy": 2}
+ELEMENTWISE = ("mse", "hinge")  # the losses of the elementwise output z-update (output_z_update)
+ROW_BLOCK = 8192  # rows per block of an evaluation forward pass (bounds its scratch memory)
 
 
 def n_outputs(n_classes: int, loss: str = "mse") -> int:
@@ -64,15 +69,28 @@ def forward(weights, X: np.ndarray, intercept: bool = False) -> np.ndarray:
     """An ordinary forward pass: ReLU hidden layers, linear output; X is (n_samples, n_features).
 
     A later layer whose W has one column more than its input has a bias (that last column)."""
-    a = first_layer(weights[0], X, intercept)
-    for W in weights[1:]:
-        np.maximum(a, 0, out=a)
+    return later_layers(first_layer(weights[0], X, intercept), weights[1:], overwrite=True)
+
+
+def later_layers(a: np.ndarray, weights, overwrite: bool = False) -> np.ndarray:
+    """The rest of a forward pass from the first layer's product a = W_1 a_0 (one sample per row):
+    ReLU, then each W in `weights` (layers 2..L).  `a` is overwritten only when `overwrite`."""
+    for W in weights:
+        a = np.maximum(a, 0, out=a if overwrite else None)
+        overwrite = True
         if has_bias(W, a.shape[1]):
             a = a @ W[:, :-1].T
             a += W[:, -1]
         else:
             a = a @ W.T
     return a
+
+
+def forward_blocks(weights, X: np.ndarray, intercept: bool = False):
+    """(rows, outputs) of a forward pass over X in blocks of ROW_BLOCK rows (`rows` a slice)."""
+    for start in range(0, X.shape[0], ROW_BLOCK):
+        rows = slice(start, min(start + ROW_BLOCK, X.shape[0]))
+        yield rows, forward(weights, X[rows], intercept)
 
 
 def predict_index(out: np.ndarray) -> np.ndarray:

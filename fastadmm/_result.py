@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
-from . import _losses, _validation
+from . import _checkpoint, _losses, _validation
 
-STATUSES = ("converged", "max_iter", "diverged", "interrupted", "time_limit")
+
+class Status(str, enum.Enum):
+    """How a fit ended.  A str: ``result.status == "converged"`` holds, and JSON and checkpoints
+    store the plain string."""
+
+    CONVERGED = "converged"  # the objective and the output residual changed less than tol (ADMM)
+    MAX_ITER = "max_iter"  # ran the iterations asked for
+    DIVERGED = "diverged"  # a non-finite or exploding iterate: the last finite weights are kept
+    INTERRUPTED = "interrupted"  # Ctrl-C, a KeyboardInterrupt, or the callback asked to stop
+    TIME_LIMIT = "time_limit"  # the training time reached time_limit
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+STATUSES = tuple(s.value for s in Status)
 
 # Slope of the two-class probability map p = sigmoid(BINARY_SLOPE (o - 0.5)) of a single output o
 # (strictly increasing, so probabilities rank samples as the decision function does; 0.5 at the
@@ -33,13 +52,14 @@ def log_proba(out: np.ndarray) -> np.ndarray:
     return d - np.log(np.sum(np.exp(d), axis=1, keepdims=True))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Result:
-    """What a fit returns.
+    """What a fit returns (its fields cannot be rebound: ``dataclasses.replace`` makes a changed copy).
 
     Attributes
     ----------
-    status : one of "converged", "max_iter", "diverged", "interrupted", "time_limit".
+    status : a :class:`Status`, equal to one of the strings "converged", "max_iter", "diverged",
+        "interrupted", "time_limit".
     n_iter : iterations (ADMM sweeps, or SGD epochs / GD steps) completed.
     weights : list of arrays, ``weights[l]`` of shape (n_{l+1}, n_l) as in the paper; with
         ``intercept`` the first one has one column more (the first layer's bias), and a later one
@@ -71,6 +91,12 @@ class Result:
     state: Optional[dict] = None
     message: str = ""
     intercept: bool = False
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "status", Status(self.status))
+        except ValueError:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}") from None
 
     def decision_function(self, X) -> np.ndarray:
         """Network outputs of an ordinary forward pass, shape (n_samples, n_outputs).
@@ -127,9 +153,7 @@ class Result:
         checkpoint at `path` stays intact until the new one is complete.  Read it back with
         ``fastadmm.load(path)``.
         """
-        from ._checkpoint import save
-
-        return save(self, path)
+        return _checkpoint.save(self, path)
 
     def __repr__(self) -> str:
         widths = [self.weights[0].shape[1] - int(self.intercept)] + [W.shape[0] for W in self.weights]
@@ -138,6 +162,18 @@ class Result:
         last = next((a for a in reversed(acc) if a == a), None)
         acc_s = f", accuracy={last:.4f}" if last is not None else ""
         return (
-            f"Result(method={self.method!r}, status={self.status!r}, n_iter={self.n_iter}, "
+            f"Result(method={self.method!r}, status={self.status.value!r}, n_iter={self.n_iter}, "
             f"net={shapes}, loss={self.loss!r}{acc_s})"
         )
+
+
+def load(path) -> Result:
+    """Read a Result written by :meth:`Result.save`.
+
+    Raises FileNotFoundError when there is no file, and :class:`fastadmm.CheckpointError` (naming
+    the file) for any file that is not a complete, consistent fastadmm checkpoint.
+    """
+    fields = _checkpoint.read_fields(path)
+    if fields["status"] not in STATUSES:
+        raise _checkpoint.CheckpointError(f"{path} holds an unknown status {fields['status']!r} (not one of {STATUSES})")
+    return Result(**fields)

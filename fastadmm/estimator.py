@@ -147,16 +147,18 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
                 callback=callback,
                 **{name: getattr(self, name) for name in _SETTING_NAMES},
             )
-        result.state = None  # the resumable iterates are as large as the data: not kept here
+        # The resumable iterates are as large as the data: not kept here.
+        result = dataclasses.replace(result, state=None)
         self.validation_scores_ = self.best_validation_score_ = None
         if monitor is not None:
             self.validation_scores_ = monitor.scores
             self.best_validation_score_ = monitor.best
             if monitor.best_weights is not None:
-                result.weights = monitor.best_weights
-                result.message = (
-                    f"{monitor.message(result) or result.message}; kept the weights of "
-                    f"iteration {monitor.best_iteration} (validation accuracy {monitor.best:.4f})"
+                result = dataclasses.replace(
+                    result,
+                    weights=monitor.best_weights,
+                    message=(f"{monitor.message(result) or result.message}; kept the weights of "
+                             f"iteration {monitor.best_iteration} (validation accuracy {monitor.best:.4f})"),
                 )
         self.result_ = result
         self.coefs_ = result.weights

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend
-_LOSS_CODE = {"mse": 0, "hinge": 1}
+from ._losses import ELEMENTWISE, LOSS_CODE
+from ._validation import as_real
 
 
 def _check_real(names_arrays):
@@ -44,14 +45,9 @@ def _prepare(names_arrays, dtype):
     return shape, prepared
 
 
-def _scalar(name, value, *, positive=True):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    if not np.isfinite(v) or (positive and v <= 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return v
+def _scalar(name, value):
+    """A penalty (beta, gamma): a finite number > 0 (the checks of fastadmm._validation)."""
+    return as_real(name, value, 0, low_open=True)
 
 
 def _out(out, shape, dtype, name="out"):
@@ -85,10 +81,10 @@ def output_z(y, m, lam, beta, *, loss="mse", backend="cython", out=None):
 
     loss="mse" is (z - y)^2, loss="hinge" is max(1 - z, 0) where y = 1 and max(z, 0) where y = 0.
     """
-    if loss not in _LOSS_CODE:
+    if loss not in ELEMENTWISE:
         if loss == "cross_entropy":
             raise ValueError("loss='cross_entropy' is not elementwise: use kernels.softmax_z(y, m, lam, beta)")
-        raise ValueError(f"loss must be one of {tuple(_LOSS_CODE)}, got {loss!r}")
+        raise ValueError(f"loss must be one of {ELEMENTWISE}, got {loss!r}")
     beta = _scalar("beta", beta)
     y, m, lam = np.asarray(y), np.asarray(m), np.asarray(lam)
     _check_real([("y", y), ("m", m), ("lam", lam)])
@@ -98,7 +94,7 @@ def output_z(y, m, lam, beta, *, loss="mse", backend="cython", out=None):
         raise ValueError("y must hold 0/1 targets for loss='hinge'")
     z = _out(out, shape, dtype)
     _backend.get(backend).output_z_update(
-        y.reshape(-1), m.reshape(-1), lam.reshape(-1), beta, _LOSS_CODE[loss], False, z.reshape(-1)  # lam unchanged
+        y.reshape(-1), m.reshape(-1), lam.reshape(-1), beta, LOSS_CODE[loss], False, z.reshape(-1)  # lam unchanged
     )
     return z
 

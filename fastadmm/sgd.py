@@ -43,20 +43,18 @@ sets) is timed apart, as ``timings["eval"]``, and excluded from ``history["elaps
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import _inputs, _losses, _sgd_kernels as _k, _validation
-from ._interrupt import deferred_sigint
+from . import _fit, _inputs, _losses, _sgd_kernels as _k, _validation
+from ._gradient import ADAM_BETAS, ADAM_EPS, GradientSteps, _Net
+from ._gradient import _call_epoch, _full_width, _initial_weights, _warmup  # noqa: F401 - benchmarks reach them
+from ._constraints import boolean, check_fields, choice, integer, real
 from ._result import Result
-from .admm import DivergenceWarning
 
 __all__ = [
     "SGDSettings", "train_sgd", "loss_and_gradient", "DEFAULT_LR", "DEFAULT_ADAM_LR", "DEFAULT_MOMENTUM",
@@ -64,7 +62,6 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("momentum", "adam")
-_EVAL_CHUNK = 8192  # rows per block of the evaluation forward pass (bounds its scratch memory)
 _DTYPES = ("float32", "float64")
 
 # Measured defaults per method: MNIST 0 vs 1 (4,839 training, 2,115 test images, pixels / 255),
@@ -92,8 +89,25 @@ DEFAULT_MAX_ITER = {"gd": 100, "sgd": 10}
 #     1e-2 reach 99.5 % by step 20, 1e-3 by step 30); lr 3e-2 is unstable (54.6 % at step 10, ends lower).
 #   So 1e-3 (torch's default): the best on ten digits, 3x below the rate where mse kills the net.
 DEFAULT_ADAM_LR = {"gd": 1e-3, "sgd": 1e-3}
-ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults (not tuned here)
-ADAM_EPS = 1e-8  # torch.optim.Adam's default
+# ADAM_BETAS = (0.9, 0.999) and ADAM_EPS = 1e-8: torch.optim.Adam's defaults (not tuned here), in _gradient.
+
+# What each field of SGDSettings may hold: checked in one place (fastadmm._constraints.check_fields);
+# none=True: None is allowed (the method's measured default).
+SGD_CONSTRAINTS = (
+    real("lr", 0, low_open=True, none=True),
+    choice("optimizer", OPTIMIZERS),
+    real("momentum", 0, 1, high_open=True, none=True),
+    boolean("nesterov"),
+    integer("batch_size", 1, none=True),
+    integer("max_iter", 1, none=True),
+    real("init_scale", 0, low_open=True, none=True),
+    boolean("intercept"),
+    integer("eval_every", 0),
+    real("time_limit", 0, low_open=True, none=True),
+    choice("dtype", _DTYPES, none=True),
+    integer("threads", 1, none=True),
+    boolean("skip_zero_inputs"),
+)
 
 
 @dataclass
@@ -154,55 +168,16 @@ class SGDSettings:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError/TypeError naming the first field that is not usable."""
-
-        def number(name, value, *, low=None, low_open=False, high_open=None):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{name} must be a real number, got {value!r}")
-            value = float(value)
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value!r}")
-            if low is not None and (value < low or (low_open and value == low)):
-                raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-            if high_open is not None and value >= high_open:
-                raise ValueError(f"{name} must be < {high_open}, got {value!r}")
-
-        def integer(name, value, low):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name} must be an integer >= {low}, got {value!r}")
-            if value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        """Raise ValueError/TypeError naming the first field that is not usable (SGD_CONSTRAINTS, then
+        the rules across fields); numbers are stored as Python float/int/bool."""
+        check_fields(self, SGD_CONSTRAINTS)
         if self.optimizer == "adam" and (self.momentum is not None or self.nesterov):
             raise ValueError(
                 "momentum and nesterov apply to optimizer='momentum' only; with optimizer='adam' leave "
                 f"them unset (got momentum={self.momentum!r}, nesterov={self.nesterov!r})"
             )
-        if self.lr is not None:
-            number("lr", self.lr, low=0, low_open=True)
-        if self.momentum is not None:
-            number("momentum", self.momentum, low=0, high_open=1)
-        if not isinstance(self.nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be True or False, got {self.nesterov!r}")
         if self.nesterov and self.momentum is not None and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        if self.batch_size is not None:
-            integer("batch_size", self.batch_size, 1)
-        if self.max_iter is not None:
-            integer("max_iter", self.max_iter, 1)
-        if self.init_scale is not None:
-            number("init_scale", self.init_scale, low=0, low_open=True)
-        if not isinstance(self.intercept, (bool, np.bool_)):
-            raise TypeError(f"intercept must be True or False, got {self.intercept!r}")
-        integer("eval_every", self.eval_every, 0)
-        if self.time_limit is not None:
-            number("time_limit", self.time_limit, low=0, low_open=True)
-        if self.dtype is not None and str(self.dtype) not in _DTYPES:
-            raise ValueError(f"dtype must be None or one of {_DTYPES}, got {self.dtype!r}")
-        if self.threads is not None:
-            integer("threads", self.threads, 1)
 
     @property
     def method(self) -> str:
@@ -210,111 +185,6 @@ class SGDSettings:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-# ---------------------------------------------------------------------------------------------
-# The network's flat parameters and buffers.
-# ---------------------------------------------------------------------------------------------
-
-
-class _Net:
-    """Flat parameter, optimizer-state and gradient buffers of an MLP, and the views that make its weights.
-
-    `state1` is the momentum buffer (or Adam's first moment), `state2` Adam's second moment (empty
-    for momentum), `step` the count of Adam steps taken; all allocated once, here.
-    """
-
-    def __init__(self, sizes, intercept, dtype, rows, optimizer="momentum"):
-        self.sizes = np.asarray(sizes, dtype=np.int64)
-        self.L = len(sizes) - 1
-        self.intercept = bool(intercept)
-        w_off = [0]
-        for l in range(1, self.L + 1):
-            w_off.append(w_off[-1] + sizes[l] * sizes[l - 1])
-        self.w_off = np.asarray(w_off, dtype=np.int64)
-        self.bias_off = int(w_off[-1]) if intercept else -1
-        n_params = w_off[-1] + (sizes[1] if intercept else 0)
-        self.params = np.zeros(n_params, dtype)
-        self.optimizer = optimizer
-        self.state1 = np.zeros(n_params, dtype)
-        self.state2 = np.zeros(n_params if optimizer == "adam" else 0, dtype)
-        self.step = np.zeros(1, np.int64)
-        self.grad = np.zeros(n_params, dtype)
-        self.rows = int(rows)
-        width = sum(sizes[1:])
-        self.act = np.empty(self.rows * width, dtype)
-        self.delta = np.empty(self.rows * width, dtype)
-
-    def view(self, l):
-        """W_l (1-based) as a view of the flat parameters."""
-        return self.params[self.w_off[l - 1] : self.w_off[l]].reshape(self.sizes[l], self.sizes[l - 1])
-
-    def set_weights(self, weights):
-        for l, W in enumerate(weights, start=1):
-            if self.intercept and l == 1:
-                self.view(1)[...] = W[:, :-1]
-                self.params[self.bias_off :] = W[:, -1]
-            else:
-                self.view(l)[...] = W
-
-    def weights(self, params=None):
-        """Copies of the weights as Result.weights holds them (bias as W_1's last column)."""
-        saved = self.params
-        if params is not None:
-            self.params = params
-        try:
-            out = [self.view(l).copy() for l in range(1, self.L + 1)]
-            if self.intercept:
-                out[0] = np.concatenate([out[0], self.params[self.bias_off :, None]], axis=1)
-            return out
-        finally:
-            self.params = saved
-
-
-def _full_width(initial, weights, kept, intercept):
-    """Weights at the user's width: the trained columns, and the initial values of the left-out
-    features (whose gradient is exactly 0, so full-width training would leave them there too)."""
-    if kept is None:
-        return weights
-    return [_inputs.put_columns(initial[0].copy(), weights[0], kept, intercept), *weights[1:]]
-
-
-def _initial_weights(rng, sizes, init_scale, intercept, dtype):
-    """He/Kaiming-uniform (init_scale None) or Gaussian(0, init_scale) weights; bias 0."""
-    L = len(sizes) - 1
-    weights = []
-    for l in range(1, L + 1):
-        shape = (sizes[l], sizes[l - 1])
-        if init_scale is None:
-            bound = math.sqrt((6.0 if l < L else 3.0) / sizes[l - 1])
-            W = rng.uniform(-bound, bound, shape)
-        else:
-            W = rng.normal(0.0, init_scale, shape)
-        if l == 1 and intercept:
-            W = np.concatenate([W, np.zeros((sizes[1], 1))], axis=1)
-        weights.append(W.astype(dtype))
-    return weights
-
-
-def _call_epoch(net, X, T, order, batch_size, lr, momentum, nesterov, loss_code, xbuf, tbuf):
-    # Every argument has a fixed type (int, float, bool, C arrays) so the warm-up's compilation is reused.
-    return _k.epoch(
-        X, T, order, net.params, net.state1, net.state2, net.grad, net.w_off, net.sizes, int(net.bias_off),
-        int(batch_size), int(_k.OPTIMIZER_CODE[net.optimizer]), float(lr), float(momentum), bool(nesterov),
-        float(ADAM_BETAS[0]), float(ADAM_BETAS[1]), float(ADAM_EPS), net.step, int(loss_code), net.act,
-        net.delta, xbuf, tbuf,
-    )
-
-
-def _warmup(dtype, intercept):
-    """Compile (or load from Numba's cache) the kernels for `dtype` on a tiny problem."""
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(5, 3)).astype(dtype)
-    T = (rng.random((5, 1)) > 0.5).astype(dtype)
-    net = _Net([3, 2, 1], intercept, dtype, rows=2, optimizer="adam")  # one compilation serves both optimizers
-    net.params[:] = rng.normal(size=net.params.shape)
-    xbuf, tbuf = np.empty(2 * 3, dtype), np.empty(2, dtype)
-    _call_epoch(net, X, T, np.arange(5, dtype=np.int64), 2, 1e-3, 0.9, False, 0, xbuf, tbuf)
 
 
 def loss_and_gradient(weights, X, T, loss="mse", intercept=False):
@@ -330,7 +200,7 @@ def loss_and_gradient(weights, X, T, loss="mse", intercept=False):
     net = _Net(sizes, intercept, dtype, rows=X.shape[0])
     net.set_weights(weights)
     total = _k.loss_and_gradient(X, T, net.params, net.grad, net.w_off, net.sizes, int(net.bias_off),
-                                 _k.LOSS_CODE[_validation.check_loss(loss)], net.act, net.delta)
+                                 _losses.LOSS_CODE[_validation.check_loss(loss)], net.act, net.delta)
     return total / X.shape[0], net.weights(net.grad)
 
 
@@ -338,18 +208,26 @@ def loss_and_gradient(weights, X, T, loss="mse", intercept=False):
 # The driver.
 # ---------------------------------------------------------------------------------------------
 
-_D = SGDSettings()
 
-
-def _evaluate(weights, X, y_index, T, loss, intercept):
-    """(summed loss, number correct) of an ordinary forward pass, in row blocks."""
-    total, correct = 0.0, 0
-    for start in range(0, X.shape[0], _EVAL_CHUNK):
-        out = _losses.forward(weights, X[start : start + _EVAL_CHUNK], intercept)
-        correct += int(np.sum(_losses.predict_index(out) == y_index[start : start + _EVAL_CHUNK]))
-        if T is not None:
-            total += _losses.loss_sum(out, T[start : start + _EVAL_CHUNK], loss)
-    return total, correct
+def _settings_from(settings, overrides, max_iter, epochs) -> SGDSettings:
+    """The SGDSettings of a call: `settings` (or the defaults) with the keywords put over it."""
+    if max_iter is not None and epochs is not None:
+        raise ValueError(
+            f"give max_iter or epochs, not both (got max_iter={max_iter!r}, epochs={epochs!r}); "
+            "both count iterations: gradient-descent steps or SGD epochs"
+        )
+    if settings is not None and not isinstance(settings, SGDSettings):
+        raise TypeError(f"settings must be an SGDSettings, got {type(settings).__name__}")
+    names = {f.name for f in dataclasses.fields(SGDSettings)} - {"max_iter"}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"unknown setting(s) {', '.join(map(repr, unknown))}; valid settings are: {', '.join(sorted(names))}")
+    values = (settings or SGDSettings()).as_dict()
+    values.update(overrides)
+    if max_iter is not None or epochs is not None:
+        name = "epochs" if epochs is not None else "max_iter"
+        values["max_iter"] = _validation.check_max_iter(epochs if epochs is not None else max_iter, name)
+    return SGDSettings(**values)
 
 
 def train_sgd(
@@ -358,24 +236,14 @@ def train_sgd(
     *,
     hidden=(100, 50, 10),
     loss: str = "mse",
-    lr: Optional[float] = _D.lr,
-    optimizer: str = _D.optimizer,
-    batch_size: Optional[int] = _D.batch_size,
     max_iter: Optional[int] = None,
-    epochs: Optional[int] = None,
-    momentum: Optional[float] = _D.momentum,
-    nesterov: bool = _D.nesterov,
-    random_state=None,
     X_test=None,
     y_test=None,
-    init_scale: Optional[float] = _D.init_scale,
-    intercept: bool = _D.intercept,
-    dtype: Optional[str] = _D.dtype,
-    eval_every: int = _D.eval_every,
-    time_limit: Optional[float] = _D.time_limit,
-    threads: Optional[int] = _D.threads,
-    skip_zero_inputs: bool = _D.skip_zero_inputs,
+    random_state=None,
     callback: Optional[Callable[[dict], Optional[bool]]] = None,
+    settings: Optional[SGDSettings] = None,
+    epochs: Optional[int] = None,
+    **overrides,
 ) -> Result:
     """Train the same network as ADMM by gradient descent (full batch) or minibatch SGD.
 
@@ -387,21 +255,21 @@ def train_sgd(
     hidden : hidden layer sizes, e.g. (100, 50, 10); () is a linear model.
     loss : "mse" or "hinge" per output entry against 0/1 targets, or "cross_entropy" (softmax over
         the outputs); the objective is the mean over the batch of the per-sample loss.
-    lr : step size; None = the measured default of the method and optimizer (DEFAULT_LR, DEFAULT_ADAM_LR).
-    optimizer : "momentum" (torch.optim.SGD's heavy ball, the default) or "adam" (torch.optim.Adam
-        with its defaults); see :class:`SGDSettings`.
-    batch_size : None = full-batch gradient descent (method "gd"); an int in 1..n_samples =
-        minibatch SGD (method "sgd"), a fresh random permutation of the rows every epoch.
     max_iter, epochs : the number of iterations, gradient-descent steps or SGD epochs (for full
-        batch one epoch is one step); give at most one of the two.  None = DEFAULT_MAX_ITER.
-    momentum, nesterov : heavy-ball momentum in PyTorch's form, or Nesterov's (see the module
-        docstring); momentum None = the measured default of the method (DEFAULT_MOMENTUM).  Only for
-        optimizer="momentum" (leave them unset for Adam; settings["momentum"] is then None).
-    random_state : None, an int seed or a numpy Generator (initial weights and the permutations).
+        batch one epoch is one step); give at most one of the two.  None = settings.max_iter, else
+        DEFAULT_MAX_ITER.
     X_test, y_test : optional held-out set, evaluated with the training set.
-    init_scale, intercept, dtype, eval_every, time_limit, threads : see :class:`SGDSettings`.
+    random_state : None, an int seed or a numpy Generator (initial weights and the permutations).
     callback : called after every evaluation with a dict (iteration, elapsed, train_loss,
-        train_accuracy, test_accuracy); returning True stops the fit with status "interrupted".
+        train_accuracy, test_accuracy, and "weights", a function returning copies of the current
+        weights); returning True stops the fit with status "interrupted" (a KeyboardInterrupt
+        raised in it too, keeping the fit).
+    settings : an SGDSettings; any keyword in **overrides overrides one of its fields: lr,
+        optimizer ("momentum", torch.optim.SGD's heavy ball, or "adam"), momentum, nesterov,
+        batch_size (None = full-batch gradient descent, method "gd"; an int in 1..n_samples =
+        minibatch SGD, method "sgd"), init_scale, intercept, dtype, eval_every, time_limit, threads,
+        skip_zero_inputs.  See :class:`SGDSettings` (lr and momentum None = the measured default of
+        the method and optimizer: DEFAULT_LR, DEFAULT_ADAM_LR, DEFAULT_MOMENTUM).
 
     Returns
     -------
@@ -411,20 +279,7 @@ def train_sgd(
     "setup", "compile", "train", "eval" and "total".
     """
     t_start = time.perf_counter()
-    if max_iter is not None and epochs is not None:
-        raise ValueError(
-            f"give max_iter or epochs, not both (got max_iter={max_iter!r}, epochs={epochs!r}); "
-            "both count iterations: gradient-descent steps or SGD epochs"
-        )
-    iter_name = "epochs" if epochs is not None else "max_iter"
-    n_iter_arg = epochs if epochs is not None else max_iter
-    if n_iter_arg is not None:
-        n_iter_arg = _validation.check_max_iter(n_iter_arg, iter_name)
-    s = SGDSettings(
-        lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov, batch_size=batch_size, max_iter=n_iter_arg,
-        init_scale=init_scale, intercept=intercept, eval_every=eval_every, time_limit=time_limit,
-        dtype=dtype, threads=threads, skip_zero_inputs=skip_zero_inputs,
-    )
+    s = _settings_from(settings, overrides, max_iter, epochs)
     loss = _validation.check_loss(loss)
     hidden = _validation.check_hidden(hidden)
     if callback is not None and not callable(callback):
@@ -440,12 +295,9 @@ def train_sgd(
     method = s.method
     adam = s.optimizer == "adam"
     lr_used = float(s.lr if s.lr is not None else (DEFAULT_ADAM_LR if adam else DEFAULT_LR)[method])
-    if adam:
-        momentum_used = None
-    else:
-        momentum_used = float(s.momentum if s.momentum is not None else DEFAULT_MOMENTUM[method])
+    momentum_used = None if adam else float(s.momentum if s.momentum is not None else DEFAULT_MOMENTUM[method])
     max_iter = int(s.max_iter if s.max_iter is not None else DEFAULT_MAX_ITER[method])
-    n, dt = X.shape[0], X.dtype
+    n, n_features, dt = X.shape[0], X.shape[1], X.dtype
 
     timings = {k: 0.0 for k in ("setup", "compile", "train", "eval", "total")}
     limits = threadpool_limits(s.threads) if s.threads is not None else None
@@ -455,153 +307,34 @@ def train_sgd(
         timings["compile"] = time.perf_counter() - t_compile
 
         T = _losses.targets(y_index, len(classes), dt, loss)
-        sizes = [X.shape[1], *hidden, _losses.n_outputs(len(classes), loss)]
+        sizes = [n_features, *hidden, _losses.n_outputs(len(classes), loss)]
         initial = _initial_weights(rng, sizes, s.init_scale, s.intercept, dt)
-        n_features = X.shape[1]
         active = _inputs.kept_features(_inputs.nonzero_features(X)) if s.skip_zero_inputs else None
         if active is not None:
             X = np.ascontiguousarray(X[:, active])
             sizes[0] = active.shape[0]
-        rows = n if s.batch_size is None else s.batch_size
-        net = _Net(sizes, s.intercept, dt, rows, s.optimizer)
+        net = _Net(sizes, s.intercept, dt, n if s.batch_size is None else s.batch_size, s.optimizer)
         net.set_weights([_inputs.take_columns(initial[0], active, s.intercept), *initial[1:]])
-        if s.batch_size is None:
-            xbuf, tbuf = np.empty(0, dt), np.empty(0, dt)
-        else:
-            xbuf, tbuf = np.empty(rows * X.shape[1], dt), np.empty(rows * T.shape[1], dt)
+        step = GradientSteps(net, X, T, rng, lr_used, momentum_used or 0.0, s.nesterov, loss, s.batch_size,
+                              initial, active)
         timings["setup"] = time.perf_counter() - t_start - timings["compile"]
-        history = {k: [] for k in ("iteration", "elapsed", "train_loss", "train_accuracy", "test_accuracy")}
-        run = _Run(net, s, X, T, y_index, X_test, y_test_index, loss, rng, lr_used, momentum_used or 0.0, max_iter,
-                   xbuf, tbuf, history, timings, callback)
+        used = s.as_dict()
+        used.update(
+            lr=lr_used, momentum=momentum_used, max_iter=max_iter, method=method, hidden=list(hidden), loss=loss,
+            dtype=dt.name, n_samples=int(n), n_features=int(n_features), n_classes=int(len(classes)),
+            random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
+        )
+        plan = _fit.Plan(
+            method=method, max_iter=max_iter, eval_every=s.eval_every, eval_last=True, time_limit=s.time_limit,
+            test_at_full_width=True, callback=callback, divergence_hint="Try a smaller lr.",
+            result_fields=dict(classes=classes, loss=loss, settings=used, intercept=s.intercept),
+        )
         # The test set keeps every feature: it meets the full-width weights (the left-out features'
         # initial weights multiply its values there).
-        run.expand = lambda weights: _full_width(initial, weights, active, s.intercept)
-        run.loop()
+        return _fit.run(step, plan, _fit.Data(y_index, T, X_test, y_test_index), timings, t_start)
     finally:
         if limits is not None:
             limits.unregister()
-    timings["total"] = time.perf_counter() - t_start
-
-    used = s.as_dict()
-    used.update(
-        lr=lr_used, momentum=momentum_used, max_iter=max_iter, method=method, hidden=list(hidden), loss=loss,
-        dtype=dt.name, n_samples=int(n), n_features=int(n_features), n_classes=int(len(classes)),
-        random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
-    )
-    if run.status == "diverged":
-        warnings.warn(
-            f"{method.upper()} diverged ({run.message}); the last finite weights are kept. Try a smaller lr.",
-            DivergenceWarning,
-            stacklevel=2,
-        )
-    elif run.status == "interrupted" and run.warn_interrupt:
-        warnings.warn(f"{method.upper()} {run.message}; returning the weights so far", UserWarning, stacklevel=2)
-    return Result(
-        status=run.status,
-        n_iter=run.iteration,
-        weights=_full_width(initial, run.good_weights, active, s.intercept),
-        classes=classes,
-        loss=loss,
-        method=method,
-        history=history,
-        timings=timings,
-        settings=used,
-        state=None,
-        message=run.message,
-        intercept=s.intercept,
-    )
 
 
-class _Run:
-    """The iteration loop of one fit and what it leaves behind (status, message, last good weights)."""
-
-    def __init__(self, net, s, X, T, y_index, X_test, y_test_index, loss, rng, lr, momentum, max_iter, xbuf,
-                 tbuf, history, timings, callback):
-        self.net, self.s, self.rng, self.max_iter = net, s, rng, max_iter
-        self.lr, self.momentum = lr, momentum
-        self.X, self.T, self.y_index, self.loss = X, T, y_index, loss
-        self.X_test, self.y_test_index = X_test, y_test_index
-        self.xbuf, self.tbuf = xbuf, tbuf
-        self.history, self.timings, self.callback = history, timings, callback
-        self.iteration = 0
-        self.train_time = 0.0
-        self.status, self.message = "max_iter", f"stopped at max_iter={max_iter}"
-        self.warn_interrupt = False
-        self.good_params = net.params.copy()  # the weights before the current step
-        self.good_weights = None
-        self.expand = lambda weights: weights  # compact -> full-width weights (for the test set)
-
-    def _step(self):
-        """One GD step or SGD epoch; False when the loss or a weight became non-finite."""
-        net, s = self.net, self.s
-        if s.batch_size is None:
-            order, batch = np.empty(0, np.int64), self.X.shape[0]
-        else:
-            order, batch = self.rng.permutation(self.X.shape[0]).astype(np.int64), s.batch_size
-        total = _call_epoch(net, self.X, self.T, order, batch, self.lr, self.momentum, s.nesterov,
-                            _k.LOSS_CODE[self.loss], self.xbuf, self.tbuf)
-        return math.isfinite(total) and bool(np.isfinite(net.params).all())
-
-    def _evaluate(self):
-        weights = self.net.weights()
-        nan = float("nan")
-        with np.errstate(over="ignore", invalid="ignore"):
-            loss_sum, correct = _evaluate(weights, self.X, self.y_index, self.T, self.loss, self.s.intercept)
-            test_acc = nan
-            if self.X_test is not None:
-                test_acc = _evaluate(self.expand(weights), self.X_test, self.y_test_index, None, self.loss, self.s.intercept)[1]
-                test_acc /= self.X_test.shape[0]
-        n = self.X.shape[0]
-        return dict(iteration=self.iteration, elapsed=self.train_time, train_loss=loss_sum / n,
-                    train_accuracy=correct / n, test_accuracy=test_acc)
-
-    def _stop(self, status, message, warn=False):
-        self.status, self.message, self.warn_interrupt = status, message, warn
-        return True
-
-    def _iterate(self, interrupted):
-        """One step or epoch, then the stopping rules and the evaluation; True = stop."""
-        s = self.s
-        t0 = time.perf_counter()
-        np.copyto(self.good_params, self.net.params)  # finite: checked after the last step
-        finite = self._step()
-        self.train_time += time.perf_counter() - t0
-        if not finite:
-            return self._stop("diverged", f"iteration {self.iteration + 1}: the loss or a weight became non-finite")
-        self.iteration += 1
-        stop = None
-        if interrupted:
-            stop = "interrupted", f"interrupted (Ctrl-C) after iteration {self.iteration}", True
-        elif s.time_limit is not None and self.train_time >= s.time_limit:
-            stop = "time_limit", f"time_limit={s.time_limit} s reached after iteration {self.iteration}"
-        due = bool(s.eval_every) and self.iteration % s.eval_every == 0
-        if stop is not None or self.iteration == self.max_iter or due:
-            t_eval = time.perf_counter()
-            record = self._evaluate()
-            self.timings["eval"] += time.perf_counter() - t_eval
-            if not math.isfinite(record["train_loss"]):
-                self.iteration -= 1  # the weights kept are those before this step
-                loss = record["train_loss"]
-                return self._stop("diverged", f"iteration {self.iteration + 1}: the training loss is {loss}")
-            for key, value in record.items():
-                self.history[key].append(value)
-            if stop is None and self.callback is not None and self.callback(dict(record)):
-                stop = "interrupted", f"the callback stopped the fit at iteration {self.iteration}"
-            if stop is None and interrupted:  # Ctrl-C during the evaluation or the callback
-                stop = "interrupted", f"interrupted (Ctrl-C) after iteration {self.iteration}", True
-        return stop is not None and self._stop(*stop)
-
-    def loop(self):
-        try:
-            with deferred_sigint() as interrupted:
-                while self.iteration < self.max_iter and not self._iterate(interrupted):
-                    pass
-        except KeyboardInterrupt:  # a second Ctrl-C, or one raised by the callback
-            self._stop("interrupted", f"interrupted (KeyboardInterrupt) after iteration {self.iteration}", True)
-            shortest = min(len(v) for v in self.history.values())
-            for v in self.history.values():
-                del v[shortest:]
-            if not np.isfinite(self.net.params).all():
-                self._stop("diverged", f"iteration {self.iteration + 1}: a weight became NaN or infinite")
-        self.timings["train"] = self.train_time
-        self.good_weights = self.net.weights(self.good_params if self.status == "diverged" else None)
+_fit.show_settings_keywords(train_sgd, SGDSettings)  # help(train_sgd) lists the keywords of **overrides

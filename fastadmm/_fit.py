@@ -1,0 +1,360 @@
+"""The fit loop of train_admm and train_sgd: evaluation, history, stop rules, status, Ctrl-C, time
+limit, callback, checkpoints and warnings, written once.
+
+A method is a *step object*, its buffers and update steps (no validation, no loop):
+
+* ``iteration``: iterations completed (a resumed fit starts above 0);
+* ``comm``: its communicator (``_comm.SingleProcess`` or ``_comm.MPIComm``);
+* ``X``, ``intercept``: this rank's training rows at the working width, and whether the last
+  column of W_1 multiplies a constant 1;
+* ``sweep(timings)``: one iteration; returns ``(sums, info)``, this rank's numbers to sum over the
+  ranks (a 1-D float array, maybe empty) and what :attr:`Plan.progress` needs besides.  Non-finite
+  numbers raise ``_linalg.NonFiniteError`` (or ``np.linalg.LinAlgError``), on every rank together;
+* ``compact_weights()``: the weights now, at the working width (a snapshot later sweeps leave alone);
+* ``full_width(weights)``: those weights at the user's input width;
+* ``state()``: what a resumed fit needs, or None;
+* optionally ``train_outputs(weights)``: ``(rows, outputs)`` blocks of the network's outputs on
+  ``X``, reusing what the last sweep computed; without it, a plain forward pass is made.
+
+:func:`run` drives one and returns the Result.  In a distributed fit every stop decision is taken on
+globally reduced numbers (one all-reduce per iteration: the sweep's sums, the evaluation counts, the
+clock and the Ctrl-C flags), so all ranks stop together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import _linalg, _losses
+from ._interrupt import deferred_sigint
+from ._result import Result, Status
+
+HISTORY_KEYS = ("iteration", "elapsed", "train_loss", "train_accuracy", "test_accuracy")
+
+
+class ConvergenceWarning(UserWarning):
+    """The fit stopped at max_iter (or the time limit) before meeting the tolerance."""
+
+
+class DivergenceWarning(RuntimeWarning):
+    """The iterates became non-finite or blew up; the last finite weights were kept."""
+
+
+class CheckpointWarning(RuntimeWarning):
+    """A checkpoint could not be written; the fit went on and its Result was still returned."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a method reports after an iteration, from the reduced sums of its sweep."""
+
+    fields: dict  # this iteration's history entries (e.g. objective, residuals, penalties)
+    objective: Optional[float] = None  # judged by the divergence and convergence rules (None: no such rule)
+    residual: Optional[float] = None  # a relative residual that must also be below tol to converge
+
+
+@dataclass
+class Plan:
+    """How to run a step object: the schedule, the stop rules and what the Result says."""
+
+    method: str  # Result.method: "admm", "sgd" or "gd"
+    max_iter: int  # iterations in this call (a resumed fit runs this many more)
+    eval_every: int  # evaluate every this many iterations; 0 = never (unless eval_last)
+    result_fields: dict  # the Result's fixed fields: classes, loss, settings, intercept
+    eval_last: bool = False  # also evaluate the last iteration and the one a stop ends on
+    time_limit: Optional[float] = None  # seconds of training (evaluation excluded)
+    tol: float = 0.0  # converged when the objective's relative change and the residual are below it
+    divergence_factor: float = math.inf  # diverged when |objective| exceeds its first value this many times
+    progress: Optional[Callable[[np.ndarray, object], Progress]] = None  # (reduced sums, info) -> Progress
+    progress_keys: tuple = ()  # the history keys Progress.fields fills
+    test_at_full_width: bool = False  # evaluate X_test with full_width(weights) (else the compact ones)
+    callback: Optional[Callable[[dict], Optional[bool]]] = None
+    checkpoint: Optional[Path] = None
+    checkpoint_every: int = 10
+    divergence_hint: str = ""  # advice appended to the DivergenceWarning
+
+
+@dataclass
+class Data:
+    """This rank's labels, targets and test rows (the training rows are the step object's X)."""
+
+    y_index: np.ndarray
+    T: np.ndarray
+    X_test: Optional[np.ndarray] = None
+    y_test_index: Optional[np.ndarray] = None
+
+
+def new_history(plan: Plan, resumed: Optional[Result] = None) -> dict:
+    keys = (*HISTORY_KEYS[:2], *plan.progress_keys, *HISTORY_KEYS[2:])
+    if resumed is not None:
+        return {k: list(resumed.history.get(k, [])) for k in keys}
+    return {k: [] for k in keys}
+
+
+def run(step, plan: Plan, data: Data, timings: dict, t_start: float, resumed: Optional[Result] = None) -> Result:
+    """Iterate `step` until a stop rule holds; return the Result (saved to plan.checkpoint, if any)."""
+    return _Fit(step, plan, data, timings, t_start, resumed).run()
+
+
+@dataclass
+class _Stop:
+    status: Status
+    message: str
+    warn: bool = False  # a UserWarning says so (Ctrl-C or a KeyboardInterrupt)
+
+
+class _Fit:
+    def __init__(self, step, plan, data, timings, t_start, resumed):
+        self.step, self.plan, self.data, self.timings, self.t_start = step, plan, data, timings, t_start
+        self.comm = step.comm
+        self.history = new_history(plan, resumed)
+        h = self.history
+        self.elapsed0 = h["elapsed"][-1] if h["elapsed"] else 0.0
+        self.previous_objective = h["objective"][-1] if h.get("objective") else None
+        self.first_objective = None
+        self.start = step.iteration
+        self.good = (step.iteration, step.compact_weights())  # the last finite weights and their iteration
+        self.train_time = 0.0
+        self.consistent = True  # False while a sweep runs: its state is half updated
+        self.stop = _Stop(Status.MAX_ITER, f"stopped at max_iter={plan.max_iter}")
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self) -> Result:
+        try:
+            with deferred_sigint() as flag:
+                for _ in range(self.plan.max_iter):
+                    stop = self._iterate(flag)
+                    if stop is not None:
+                        self.stop = stop
+                        break
+        except KeyboardInterrupt:  # a second Ctrl-C: keep the fit (one process; ranks cannot agree here)
+            if self.comm.distributed:
+                raise
+            self.stop = _Stop(Status.INTERRUPTED, f"interrupted (KeyboardInterrupt) after iteration {self.good[0]}",
+                              warn=True)
+            shortest = min(len(v) for v in self.history.values())
+            for v in self.history.values():
+                del v[shortest:]
+        self.timings["train"] += self.train_time
+        self._warn()
+        result = self._result(final=True)
+        if self.plan.checkpoint is not None and result.state is not None:
+            reason = _save_checkpoint(result, self.plan.checkpoint)
+            if reason is not None:
+                result = dataclasses.replace(result, message=f"{result.message}; {reason}")
+        return result
+
+    def _iterate(self, flag) -> Optional[_Stop]:
+        """One iteration: sweep, reduce, judge, record, call back; a _Stop when the fit ends here."""
+        step, plan = self.step, self.plan
+        t0 = time.perf_counter()
+        self.consistent = False
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                sums, info = step.sweep(self.timings)
+        except (_linalg.NonFiniteError, np.linalg.LinAlgError) as exc:
+            # Raised only on globally reduced (identical) quantities: every rank stops here.
+            self.consistent = True
+            return _Stop(Status.DIVERGED, f"iteration {step.iteration + 1}: {exc}")
+        self.consistent = True
+        self.train_time += time.perf_counter() - t0
+        k, done = step.iteration, step.iteration - self.start
+        weights = step.compact_weights()
+        evaluate = (bool(plan.eval_every) and done % plan.eval_every == 0) or (plan.eval_last and done == plan.max_iter)
+        counts = self._evaluate(weights) if evaluate else self._no_counts()
+        # One reduction per iteration: the sweep's sums, the evaluation counts, the clock and the flags.
+        sums = np.asarray(sums, dtype=np.float64)
+        total = self.comm.allreduce(np.concatenate([sums, counts, [self.train_time, float(bool(flag))]]))
+        sums, counts, (seconds, flags) = total[: sums.size], total[sums.size : -2], total[-2:]
+        seconds /= self.comm.size
+        progress = plan.progress(sums, info) if plan.progress is not None else None
+        why = self._divergence(progress, weights)
+        if why:
+            return _Stop(Status.DIVERGED, f"iteration {k}: {why}")
+        time_over = plan.time_limit is not None and seconds >= plan.time_limit
+        converged = self._converged(progress, k)
+        if plan.eval_last and not evaluate and (flags or time_over or converged):
+            counts, evaluate = self.comm.allreduce(self._evaluate(weights)), True  # once, at the end
+        if evaluate and not math.isfinite(counts[0]):
+            return _Stop(Status.DIVERGED, f"iteration {k}: the training loss is {counts[0] / counts[2]}")
+        self.good = (k, weights)
+        record = None
+        if progress is not None or evaluate:
+            record = self._record(k, self.elapsed0 + seconds, progress, counts if evaluate else None)
+        if plan.checkpoint is not None and done % plan.checkpoint_every == 0:
+            _save_checkpoint(self._result(final=False, stop=_Stop(Status.INTERRUPTED, f"checkpoint at iteration {k}")),
+                             plan.checkpoint)
+        if plan.callback is not None and record is not None:
+            view = dict(record)
+            view["weights"] = lambda w=weights: [np.array(W) for W in step.full_width(w)]
+            answer, keyboard = callback_answer(self.comm, plan.callback, view)
+            if answer:
+                return _Stop(Status.INTERRUPTED, f"the callback {answer} at iteration {k}", warn=keyboard)
+        if flags or (not self.comm.distributed and flag):
+            return _Stop(Status.INTERRUPTED, f"interrupted (Ctrl-C) after iteration {k}", warn=True)
+        if time_over:
+            return _Stop(Status.TIME_LIMIT, f"time_limit={plan.time_limit} s reached after iteration {k}")
+        if converged:
+            return _Stop(Status.CONVERGED, converged)
+        if progress is not None:
+            self.previous_objective = progress.objective
+        return None
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def _no_counts(self):
+        X_test = self.data.X_test
+        return np.array([0.0, 0.0, self.step.X.shape[0], 0.0, 0 if X_test is None else X_test.shape[0]])
+
+    def _evaluate(self, weights) -> np.ndarray:
+        """[summed loss, correct, rows] on this rank's training rows and [correct, rows] on its test rows."""
+        t0 = time.perf_counter()
+        step, data, loss = self.step, self.data, self.plan.result_fields["loss"]
+        outputs = getattr(step, "train_outputs", None)
+        blocks = outputs(weights) if outputs is not None else _losses.forward_blocks(weights, step.X, step.intercept)
+        loss_sum, correct = 0.0, 0
+        with np.errstate(over="ignore", invalid="ignore"):
+            for rows, out in blocks:
+                correct += int(np.sum(_losses.predict_index(out) == data.y_index[rows]))
+                loss_sum += _losses.loss_sum(out, data.T[rows], loss)
+            test_correct, n_test = 0, 0
+            if data.X_test is not None:
+                test_weights = step.full_width(weights) if self.plan.test_at_full_width else weights
+                n_test = data.X_test.shape[0]
+                for rows, out in _losses.forward_blocks(test_weights, data.X_test, step.intercept):
+                    test_correct += int(np.sum(_losses.predict_index(out) == data.y_test_index[rows]))
+        self.timings["eval"] += time.perf_counter() - t0
+        return np.array([loss_sum, correct, step.X.shape[0], test_correct, n_test], dtype=np.float64)
+
+    def _record(self, k, elapsed, progress, counts) -> dict:
+        nan = float("nan")
+        record = dict(iteration=k, elapsed=elapsed)
+        if progress is not None:
+            record.update(progress.fields)
+        loss_sum, correct, n, test_correct, n_test = counts if counts is not None else (nan,) * 5
+        record.update(train_loss=loss_sum / n, train_accuracy=correct / n,
+                      test_accuracy=test_correct / n_test if counts is not None and n_test else nan)
+        for key, column in self.history.items():
+            column.append(record[key])
+        return record
+
+    # -- the stop rules ---------------------------------------------------------------------------
+    def _divergence(self, progress, weights) -> Optional[str]:
+        if progress is not None and progress.objective is not None:
+            objective = progress.objective
+            if not math.isfinite(objective):
+                return f"the objective is {objective}"
+            if self.first_objective is None:
+                self.first_objective = abs(objective) if objective != 0 else 1.0
+            elif abs(objective) > self.plan.divergence_factor * self.first_objective:
+                return f"the objective grew from {self.first_objective:.3g} to {objective:.3g}"
+        if not all(np.isfinite(W).all() for W in weights):
+            return "a weight became NaN or infinite"
+        return None
+
+    def _converged(self, progress, k) -> Optional[str]:
+        """The message when the objective's relative change and the residual are both below tol."""
+        tol = self.plan.tol
+        if tol <= 0 or progress is None or progress.objective is None or self.previous_objective is None:
+            return None
+        objective = progress.objective
+        change = abs(objective - self.previous_objective) / max(abs(objective), 1e-30)
+        residual = progress.residual if progress.residual is not None else 0.0
+        if change < tol and residual < tol:
+            return f"converged at iteration {k} (objective change {change:.2e}, residual {residual:.2e})"
+        return None
+
+    # -- the Result -------------------------------------------------------------------------------
+    def _result(self, final: bool, stop: Optional[_Stop] = None) -> Result:
+        stop = stop or self.stop
+        if final:
+            if "allreduce" in self.timings:
+                self.timings["allreduce"] = getattr(self.comm, "seconds", 0.0)
+            self.timings["total"] = time.perf_counter() - self.t_start
+        n_iter, weights = self.good
+        # The state must be that of the weights kept: not a diverged one, nor a sweep left half done.
+        keep_state = stop.status != Status.DIVERGED and self.consistent and self.step.iteration == n_iter
+        return Result(
+            status=stop.status, n_iter=n_iter, weights=self.step.full_width(weights), method=self.plan.method,
+            history=self.history if final else {k: list(v) for k, v in self.history.items()},
+            timings=dict(self.timings), state=self.step.state() if keep_state else None, message=stop.message,
+            **self.plan.result_fields,
+        )
+
+    def _warn(self) -> None:
+        stop, plan, label = self.stop, self.plan, self.plan.method.upper()
+        if stop.status == Status.DIVERGED:
+            warnings.warn(f"{label} diverged ({stop.message}); the last finite weights are kept. {plan.divergence_hint}",
+                          DivergenceWarning, stacklevel=5)
+        elif stop.status in (Status.MAX_ITER, Status.TIME_LIMIT) and plan.tol > 0:
+            warnings.warn(f"{label} {stop.message} before reaching tol={plan.tol}", ConvergenceWarning, stacklevel=5)
+        elif stop.status == Status.INTERRUPTED and stop.warn:
+            warnings.warn(f"{label} {stop.message}; returning the weights so far", UserWarning, stacklevel=5)
+
+
+def show_settings_keywords(train, settings_class) -> None:
+    """Make ``inspect.signature(train)`` (and help()) list each field of `settings_class` as the
+    keyword-only parameter that ``**overrides`` accepts, with its default."""
+    sig = inspect.signature(train)
+    params = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
+    taken = {p.name for p in params}
+    for f in dataclasses.fields(settings_class):
+        if f.name not in taken:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default))
+    train.__signature__ = sig.replace(parameters=params)
+
+
+def _save_checkpoint(result: Result, path) -> Optional[str]:
+    """Save `result` to `path`; on failure warn and return the reason (the fit is never lost)."""
+    try:
+        result.save(path)
+    except OSError as exc:
+        reason = f"the checkpoint could not be written to {path} ({type(exc).__name__}: {exc})"
+        warnings.warn(reason + "; the fit goes on and its Result is returned", CheckpointWarning, stacklevel=5)
+        return reason
+    return None
+
+
+def callback_answer(comm, callback, record) -> tuple[Optional[str], bool]:
+    """Call the callback; return (why the fit stops, or None; whether a KeyboardInterrupt said so),
+    the same on every rank.
+
+    A KeyboardInterrupt raised inside it stops the fit like Ctrl-C (the Result is kept).  In a
+    distributed fit the ranks agree on the answer, and an exception on any rank is raised on every
+    rank (never one rank leaving while the others wait in the next reduction).
+    """
+    answer, error = None, None
+    try:
+        if callback(record):
+            answer = "stopped the fit"
+    except KeyboardInterrupt:
+        answer = "was interrupted (KeyboardInterrupt)"
+    except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+        if not comm.distributed:
+            raise
+        error = exc
+    if not comm.distributed:
+        return answer, answer is not None and "KeyboardInterrupt" in answer
+    gathered = comm.allgather((answer, None if error is None else f"{type(error).__name__}: {error}"))
+    failed = [(r, e) for r, (_, e) in enumerate(gathered) if e is not None]
+    if failed:
+        if error is not None:
+            error._fastadmm_collective = True
+            raise error
+        exc = RuntimeError(f"the callback raised on rank {failed[0][0]}: {failed[0][1]}")
+        exc._fastadmm_collective = True
+        raise exc
+    answers = [a for a, _ in gathered if a]
+    if not answers:
+        return None, False
+    text = answers[0] + ("" if answer else " on another rank")
+    return text, "KeyboardInterrupt" in answers[0]
