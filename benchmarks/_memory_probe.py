@@ -26,7 +26,8 @@ import warnings  # noqa: E402
 import psutil  # noqa: E402
 
 import fastadmm  # noqa: E402
-from _data import HIDDEN, training_set  # noqa: E402
+from _data import training_set  # noqa: E402
+from _flops import HIDDEN, mlp_sizes  # noqa: E402
 
 
 def _vm_hwm():
@@ -90,7 +91,7 @@ def main(argv=None):
     tracemalloc.stop()
     maxrss_after = _peak_rss_now()
 
-    sizes = [X.shape[1], *HIDDEN, 1]
+    sizes = mlp_sizes(X.shape[1])
     state, columns = state_bytes(args.n, sizes, X.dtype.itemsize)
     data = X.nbytes + y.nbytes
     print(json.dumps({

@@ -2,13 +2,12 @@
 
 Run: OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/accuracy_bar.py [out.json]
 (the MNIST IDX folder is named by FASTADMM_BENCH_MNIST)."""
-import json, os, sys, warnings
+import json, sys, warnings
 import numpy as np
 import fastadmm
-from fastadmm.data import read_mnist_folder
+from _data import mnist_split
 warnings.simplefilter("ignore")
-m = read_mnist_folder(os.environ["FASTADMM_BENCH_MNIST"]).select((0, 1))
-Xtr, ytr, Xte, yte = m.X_train / 255.0, m.y_train, m.X_test / 255.0, m.y_test
+Xtr, ytr, Xte, yte = mnist_split(classes=(0, 1))
 print(Xtr.shape, Xte.shape)
 rows = []
 for dtype in (np.float64, np.float32):

@@ -1,13 +1,11 @@
 """Seconds per ADMM iteration, per SGD epoch (batch 64) and per GD step on MNIST 0/1, with the test accuracy
 reached, float64 and float32.  Run: FASTADMM_BENCH_MNIST=~/mnist OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1
 python benchmarks/seconds_per_iteration.py"""
-import os
 import numpy as np, warnings
 import fastadmm
-from fastadmm.data import read_mnist_folder
+from _data import mnist_split
 warnings.simplefilter("ignore")
-m = read_mnist_folder(os.environ["FASTADMM_BENCH_MNIST"]).select((0, 1))
-X, y, Xt, yt = m.X_train / 255.0, m.y_train, m.X_test / 255.0, m.y_test
+X, y, Xt, yt = mnist_split(classes=(0, 1))
 for dt in (np.float64, np.float32):
     for batch_size in ("auto", None):  # the default mini-batch epoch, the full-batch sweep of Algorithm 1
         r = fastadmm.train_admm(X.astype(dt), y, max_iter=20, X_test=Xt.astype(dt), y_test=yt, random_state=0,

@@ -1,8 +1,12 @@
 """Compiled Adam / momentum SGD (fastadmm.train_sgd) beside PyTorch Adam, MNIST ten digits.
 
-Usage: python measure.py table [seeds] [nets] [dtypes]    -> JSON lines (one per run) on stdout
-       python measure.py lr                               -> Adam lr sweep (ten digits and 0/1, batch 64)
-Data: the folder in FASTADMM_BENCH_MNIST (22,699 train / 10,000 test), pixels / 255, one thread.
+Usage: python benchmarks/sgd_baseline_measure.py table [seeds] [nets] [dtypes]  -> JSON lines (one per run) on stdout
+       python benchmarks/sgd_baseline_measure.py lr      -> Adam lr sweep (ten digits and 0/1, batch 64)
+       python benchmarks/sgd_baseline_measure.py gdlr    -> full-batch Adam lr sweep (MNIST 0/1)
+       python benchmarks/sgd_baseline_measure.py none    -> loads the data only (a smoke check)
+e.g. ``table 0 300 float32`` (one seed, 784-300-10, float32). Needs PyTorch (imported at the start).
+Data: the folder in FASTADMM_BENCH_MNIST (22,699 train / 10,000 test), pixels / 255, one thread
+(``_data.mnist_split``).
 Same initial weights (fastadmm's He-uniform draw, first-layer bias 0) and the same numpy permutations
 for PyTorch as for the compiled code; PyTorch's objective is the same mean over the batch
 (mse: squared error summed over the 10 outputs; cross_entropy: F.cross_entropy).
@@ -14,12 +18,10 @@ import json, sys, time
 import numpy as np
 import torch
 torch.set_num_threads(1)
-from fastadmm.data import read_mnist_folder
 from fastadmm.sgd import train_sgd, _initial_weights
+from _data import mnist_split
 
-D = read_mnist_folder(os.environ["FASTADMM_BENCH_MNIST"])
-XTR, YTR = D.X_train.reshape(len(D.X_train), -1) / 255.0, D.y_train.astype(np.int64)
-XTE, YTE = D.X_test.reshape(len(D.X_test), -1) / 255.0, D.y_test.astype(np.int64)
+XTR, YTR, XTE, YTE = mnist_split()
 
 
 def torch_adam(Xtr, ytr, Xte, yte, hidden, loss, dtype, seed, epochs=10, lr=1e-3, batch=64):
@@ -94,18 +96,6 @@ def lr_sweep():
                                           acc_epoch10=round(acc[-1], 4), best=round(max(acc), 4))), flush=True)
 
 
-if __name__ == "__main__":
-    if sys.argv[1] in ("gdlr", "none"):
-        pass
-    elif sys.argv[1] == "lr":
-        lr_sweep()
-    else:
-        seeds = [int(s) for s in (sys.argv[2] if len(sys.argv) > 2 else "0").split(",")]
-        nets = [tuple(int(h) for h in n.split("-")) for n in (sys.argv[3] if len(sys.argv) > 3 else "300,100-50").split(",")]
-        dtypes = [np.dtype(d).type for d in (sys.argv[4] if len(sys.argv) > 4 else "float32,float64").split(",")]
-        table(seeds, nets, dtypes)
-
-
 def gd_lr_sweep():
     """Full-batch Adam: lr sweep on MNIST 0/1 (default net, mse), 100 steps, test accuracy every 10 steps."""
     tr, te = (YTR <= 1), (YTE <= 1)
@@ -116,5 +106,18 @@ def gd_lr_sweep():
             print(json.dumps(dict(data="0/1 gd", lr=lr, seed=seed, acc_every10=[round(a, 4) for a in res.history["test_accuracy"]])), flush=True)
 
 
-if __name__ == "__main__" and sys.argv[1] == "gdlr":
-    gd_lr_sweep()
+if __name__ == "__main__":
+    mode = sys.argv[1] if len(sys.argv) > 1 else "help"
+    if mode == "none":
+        print(f"train {XTR.shape}, test {XTE.shape}")
+    elif mode == "gdlr":
+        gd_lr_sweep()
+    elif mode == "lr":
+        lr_sweep()
+    elif mode == "table":
+        seeds = [int(s) for s in (sys.argv[2] if len(sys.argv) > 2 else "0").split(",")]
+        nets = [tuple(int(h) for h in n.split("-")) for n in (sys.argv[3] if len(sys.argv) > 3 else "300,100-50").split(",")]
+        dtypes = [np.dtype(d).type for d in (sys.argv[4] if len(sys.argv) > 4 else "float32,float64").split(",")]
+        table(seeds, nets, dtypes)
+    else:
+        sys.exit(__doc__)

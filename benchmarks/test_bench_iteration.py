@@ -7,7 +7,7 @@ by ``WARM`` sweeps (past the warm start, so the multiplier step is on).  Evaluat
 tests and the per-iteration reduction of ``train_admm``'s loop are not part of a sweep (they are
 O(N) and small; see test_bench_time_to_accuracy for whole fits).
 
-FLOPs are the analytic count of issue 4 for sizes [784, 100, 50, 10, 1] (1.86 GFLOP at
+FLOPs are the analytic count of issue 4 (``_flops.admm_sweep_flops``) for sizes [784, 100, 50, 10, 1] (1.86 GFLOP at
 N = 4,839), whatever the implementation actually does (it leaves all-zero pixels out, for one).
 The yardstick is the same-run GFLOP/s of one numpy matmul (N x 784) @ (784 x 100) in the same
 dtype, timed right after the sweep in the same test.
@@ -30,7 +30,8 @@ from threadpoolctl import threadpool_limits
 from fastadmm import _backend, _comm, _losses, admm
 from fastadmm._settings import ADMMSettings
 
-from _data import HIDDEN, admm_iteration_flops, held_out_set, mlp_sizes, n_real_train, training_set
+from _data import held_out_set, n_real_train, training_set
+from _flops import HIDDEN, admm_sweep_flops, matmul_flops, mlp_sizes
 from _measure import MEASURED, interleaved_min, pedantic, record_target
 
 WARM = 6
@@ -106,9 +107,9 @@ def test_admm_iteration(benchmark, case):
 
     weights = problem.full_width(problem.compact_weights())
     assert all(np.isfinite(W).all() for W in weights) and np.isfinite(sums).all()
-    flops = admm_iteration_flops(mlp_sizes(X.shape[1]), n)
+    flops = admm_sweep_flops(mlp_sizes(X.shape[1]), n)
     # The issue's figure for its own example: 1.86 GFLOP for 784-100-50-10-1 at N = 4,839.
-    assert round(admm_iteration_flops([784, 100, 50, 10, 1], 4_839) / 1e9, 2) == 1.86
+    assert round(admm_sweep_flops([784, 100, 50, 10, 1], 4_839) / 1e9, 2) == 1.86
     info = benchmark.extra_info
     info.update(N=n, dtype=dtype, data=w.source, sizes=mlp_sizes(X.shape[1]), flops=flops,
                 iterations_done=problem.iteration, backend=problem.s.backend,
@@ -132,7 +133,7 @@ def test_admm_iteration(benchmark, case):
     del fns
     sweep_s, mm_s = best["sweep"], best["matmul"]
     gflops = flops / sweep_s / 1e9
-    mm_gflops = 2.0 * n * X.shape[1] * HIDDEN[0] / mm_s / 1e9
+    mm_gflops = matmul_flops(n, X.shape[1], HIDDEN[0]) / mm_s / 1e9
     info.update(seconds=t.min, GFLOP_per_s=flops / t.min / 1e9, side_by_side_seconds=best,
                 side_by_side_GFLOP_per_s=gflops, matmul_GFLOP_per_s=mm_gflops, fraction_of_matmul=gflops / mm_gflops,
                 us_per_sample=sweep_s / n * 1e6)

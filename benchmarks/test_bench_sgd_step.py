@@ -26,7 +26,8 @@ from threadpoolctl import threadpool_limits
 
 from fastadmm import _inputs, sgd
 
-from _data import base_digits, mlp_sizes, scaled
+from _data import base_digits, scaled
+from _flops import mlp_sizes
 from _measure import interleaved_min, pedantic, record_target
 
 BATCH = 64

@@ -11,12 +11,11 @@ import time
 from threadpoolctl import threadpool_info
 
 import fastadmm
-from fastadmm.data import load_embedded
+from _data import embedded_split
 
 
 def main() -> None:
-    digits = load_embedded().select((0, 1))
-    X, y = digits.X_train / 255.0, digits.y_train
+    X, y, _, _ = embedded_split(classes=(0, 1))
     print([(i["internal_api"], i["num_threads"]) for i in threadpool_info()])
     for _ in range(2):
         for threads in (None, 1, 2):

@@ -18,8 +18,6 @@ train_admm = functools.partial(fastadmm.train_admm, batch_size=None)
 import admm_reference as ref
 from toy import blobs
 
-BACKENDS = ["cython", "numba", "numpy"]
-
 
 def _targets(y, k):
     if k == 2:
@@ -27,7 +25,6 @@ def _targets(y, k):
     return np.eye(k)[y].T
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("loss", ["mse", "hinge"])
 @pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("intercept", [True, False])

@@ -597,12 +597,26 @@ def test_invalid_cache_file_is_downloaded_again(server, served, cache):
     assert server.requests[n_requests:] == [("/good/t10k-images-idx3-ubyte.gz", 200)]
 
 
-def test_offline_falls_back_to_embedded_fast(cache):
+def test_offline_falls_back_to_embedded_fast(cache, monkeypatch):
+    """Fast by construction, not by the clock: one attempt per mirror for the first file, no retry,
+    no waiting, and the other three files are not tried once one file cannot be had."""
+    import pooch
+
     port = closed_port()
-    start = time.perf_counter()
+    attempts, sleeps = [], []
+    real_retrieve = pooch.retrieve
+
+    def retrieve(url, *args, **kwargs):
+        attempts.append(url)
+        return real_retrieve(url, *args, **kwargs)
+
+    monkeypatch.setattr(pooch, "retrieve", retrieve)
+    monkeypatch.setattr(time, "sleep", sleeps.append)
     with pytest.warns(D.DataFallbackWarning) as caught:
         mnist = load(mirrors=[f"http://127.0.0.1:{port}/a/", f"http://127.0.0.1:{port}/b/"])
-    assert time.perf_counter() - start < 5
+    first = f"{next(iter(D.FILES.values()))}.gz"
+    assert attempts == [f"http://127.0.0.1:{port}/a/{first}", f"http://127.0.0.1:{port}/b/{first}"]
+    assert sleeps == []
     assert mnist.source == "embedded" and mnist.X_test.shape == (1000, 784) and mnist.y_test.shape == (1000,)
     assert mnist.fallback_reason == "MNIST download failed (connection failed)"
     # the full story (every mirror's URL) is kept, out of the one-line description

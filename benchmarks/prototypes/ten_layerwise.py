@@ -52,11 +52,10 @@ class Config:
 
 # ----------------------------------------------------------------------------------------------
 def load_data(dtype):
-    import fastadmm.data as d
-    m = d.read_mnist_folder(os.environ["FASTADMM_BENCH_MNIST"])
-    Xtr = (m.X_train.reshape(len(m.X_train), -1).astype(np.float64) / 255.0).astype(dtype)
-    Xte = (m.X_test.reshape(len(m.X_test), -1).astype(np.float64) / 255.0).astype(dtype)
-    return Xtr, m.y_train.astype(int), Xte, m.y_test.astype(int)
+    """The ten-digit sample of FASTADMM_BENCH_MNIST, pixels / 255, from the benchmarks' one loader (benchmarks/_data.py)."""
+    sys.path.insert(0, os.path.dirname(HERE))  # benchmarks/
+    from _data import mnist_split
+    return mnist_split(dtype=dtype)
 
 
 def augment(X):
