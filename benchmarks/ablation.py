@@ -125,7 +125,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("ablation.jsonl"))
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    parser.add_argument("--custom", nargs="+", default=[], metavar="NAME=JSON",
+                        help='extra variants, e.g. \'lw={"sweep_order": "layerwise"}\' (then list NAME in --variants)')
     args = parser.parse_args(argv)
+    for spec in args.custom:
+        name, _, settings = spec.partition("=")
+        VARIANTS[name] = json.loads(settings)
     if args.table:
         print(table(args.out))
         return 0

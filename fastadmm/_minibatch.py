@@ -82,12 +82,15 @@ class MiniBatchADMM:
             self._load_state(init)
         else:
             self.rng = rng
-            # PyTorch's default: weights and bias ~ U(-1/sqrt(n_in), 1/sqrt(n_in)).
             self.W = [None]
             for l in range(1, L + 1):
                 n_in = sizes[l - 1] - 1 if l == 1 else sizes[l - 1]
-                bound = 1.0 / np.sqrt(n_in)
-                W = rng.uniform(-bound, bound, (sizes[l], n_in + 1))
+                if settings.initialization == "he":  # N(0, 2 / n_in) weights, zero biases
+                    W = np.zeros((sizes[l], n_in + 1))
+                    W[:, :-1] = rng.normal(0.0, np.sqrt(2.0 / n_in), (sizes[l], n_in))
+                else:  # "uniform", PyTorch's default: weights and bias ~ U(-1/sqrt(n_in), 1/sqrt(n_in))
+                    bound = 1.0 / np.sqrt(n_in)
+                    W = rng.uniform(-bound, bound, (sizes[l], n_in + 1))
                 self.W.append((self._compact(W) if l == 1 else W).astype(dt))
         if settings.prox_metric == "gram" and self.S[1] is None:
             # Layer 1's input never changes: its metric is the whole training set's mean Gram.
@@ -230,6 +233,41 @@ class MiniBatchADMM:
             step = sla.lstsq(G, rhs, check_finite=False)[0]
         self.W[l] = (Wp + step.T).astype(Wp.dtype)
 
+    def _output_target(self, B, sums):
+        loss_sum, _, rz = self._output_update(B)
+        sums[self.L - 1] += rz
+        sums[2 * self.L - 1] += loss_sum
+        zL = self.Z[self.L][:B].reshape(-1)
+        sums[2 * self.L + 1] += float(np.dot(zL, zL))
+
+    def _shrink_weights(self):
+        if self.s.weight_decay > 0:  # the proximal step of a ridge on the weights (not the biases)
+            for l in range(1, self.L + 1):
+                self.W[l][:, :-1] *= self._shrink
+
+    def _layerwise_sweep(self, B, sums, timings):
+        """sweep_order="layerwise": for l = L .. 1, the a-update of a_{l-1} against the old W_l, then
+        W_l refitted to z_l from the forward activations a_{l-1}, then z_{l-1} against the new a_{l-1}."""
+        L = self.L
+        t0 = time.perf_counter()
+        self._output_target(B, sums)
+        timings["z"] += time.perf_counter() - t0
+        for l in range(L, 0, -1):
+            if l > 1:
+                t0 = time.perf_counter()
+                self._a_update(l - 1, B)
+                timings["a"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            self._w_update(l, B)
+            timings["W"] += time.perf_counter() - t0
+            if l > 1:
+                t0 = time.perf_counter()
+                rz, ra = self._z_update(l - 1, B)
+                sums[l - 2] += rz
+                sums[L + l - 2] += ra
+                timings["z"] += time.perf_counter() - t0
+        self._shrink_weights()
+
     def _batch(self, rows, sums, timings):
         B, L = rows.shape[0], self.L
         np.take(self.X, rows, axis=0, out=self.Xb[:B])
@@ -237,13 +275,15 @@ class MiniBatchADMM:
         t0 = time.perf_counter()
         self._forward(B)
         timings["z"] += time.perf_counter() - t0
+        if self.s.sweep_order == "layerwise":
+            for sweep in range(self.s.batch_sweeps):
+                if sweep:
+                    self._forward(B)
+                self._layerwise_sweep(B, sums, timings)
+            return
         for _ in range(self.s.batch_sweeps):
             t0 = time.perf_counter()
-            loss_sum, _, rz = self._output_update(B)
-            sums[L - 1] += rz
-            sums[2 * L - 1] += loss_sum
-            zL = self.Z[L][:B].reshape(-1)
-            sums[2 * L + 1] += float(np.dot(zL, zL))
+            self._output_target(B, sums)
             t1 = time.perf_counter()
             timings["z"] += t1 - t0
             for l in range(L - 1, 0, -1):  # the targets, top down, with the current weights
@@ -259,9 +299,7 @@ class MiniBatchADMM:
             t0 = time.perf_counter()
             for l in range(1, L + 1):  # then every W_l, fitted to its target from its updated input
                 self._w_update(l, B)
-            if self.s.weight_decay > 0:  # the proximal step of a ridge on the weights (not the biases)
-                for l in range(1, L + 1):
-                    self.W[l][:, :-1] *= self._shrink
+            self._shrink_weights()
             timings["W"] += time.perf_counter() - t0
 
     def sweep(self, timings):

@@ -11,7 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Union
 
-INITS = ("forward", "gaussian")
+from ._constraints import boolean, check_fields, choice, integer, real
+
+INITS = ("forward", "gaussian", "uniform", "he")
+SWEEP_ORDERS = ("layerwise", "targets_first")
 BACKENDS = ("cython", "numba", "numpy")
 DTYPES = ("float32", "float64")
 PROX_METRICS = ("gram", "identity")
@@ -24,6 +27,7 @@ FULL_BATCH = dict(
     gamma=10.0,
     depth_decay=1.0,
     weight_decay=0.0,  # (mini-batch only)
+    initialization="forward",
     max_iter=50,  # MNIST 0/1: 99 % test accuracy after 5-9 iterations
 )
 MINI_BATCH = dict(
@@ -32,7 +36,41 @@ MINI_BATCH = dict(
     gamma=0.01,  # each constraint 10x weaker than the one above it (0.1 or 1: 1-2 points worse)
     depth_decay=0.01,
     weight_decay=1e-4,  # with 40 epochs: ten digits 784-100-50-10 0.9566 test against 0.9522 (0, 20 epochs)
+    initialization="uniform",
     max_iter=40,  # epochs; 20 without weight decay gave 0.9522, 40 without it 0.9537 (784-100-50-10, seed 0)
+)
+
+
+# What each field of ADMMSettings may hold, in field order: checked in one place
+# (fastadmm._constraints.check_fields); none=True: None is allowed (the method's measured default).
+ADMM_CONSTRAINTS = (
+    real("beta", 0, low_open=True, none=True),
+    real("gamma", 0, low_open=True, none=True),
+    boolean("intercept"),
+    choice("initialization", INITS, none=True),
+    real("init_scale", 0, low_open=True),
+    real("ridge", 0),
+    integer("warm_start_iter", 0),
+    boolean("multiplier"),
+    real("penalty_growth", 1),
+    integer("penalty_every", 1),
+    real("penalty_max", 0, low_open=True),
+    real("tol", 0),
+    integer("eval_every", 0),
+    real("time_limit", 0, low_open=True, none=True),
+    choice("dtype", DTYPES, none=True),
+    boolean("skip_zero_inputs"),
+    choice("backend", BACKENDS),
+    integer("threads", 1, none=True),
+    real("divergence_factor", 0, low_open=True),
+    integer("batch_size", 1, none=True, literals=("auto",)),
+    integer("batch_sweeps", 1),
+    real("prox", 0, low_open=True),
+    choice("prox_metric", PROX_METRICS),
+    choice("sweep_order", SWEEP_ORDERS),
+    real("gram_decay", 0, 1, high_open=True),
+    real("depth_decay", 0, low_open=True, none=True),
+    real("weight_decay", 0, none=True),
 )
 
 
@@ -53,10 +91,13 @@ class ADMMSettings:
     # problem with boundary x0 + x1 = 0 stalls at 85 % training accuracy, 95 % with it); on MNIST
     # 0/1 the two agree within one test image.
     intercept: bool = True
-    # How z and a start: "forward" = a forward pass of small random weights (measured: fits
-    # MNIST 0/1 to 99 % test accuracy in 5-9 iterations); "gaussian" = unit Gaussians, as in
-    # the paper (measured: does not learn MNIST 0/1 within 40 iterations).
-    initialization: str = "forward"
+    # How the fit starts.  Full batch: "forward" = z and a from a forward pass of small random
+    # weights (measured: fits MNIST 0/1 to 99 % test accuracy in 5-9 iterations); "gaussian" = unit
+    # Gaussian z and a, as in the paper (measured: does not learn MNIST 0/1 within 40 iterations).
+    # Mini-batch: "uniform" = PyTorch's default weights and biases U(-1/sqrt(n_in), 1/sqrt(n_in));
+    # "he" = N(0, 2/n_in) weights and zero biases.  None = the method's default (FULL_BATCH /
+    # MINI_BATCH below).
+    initialization: Optional[str] = None
     # Standard deviation of the random weights of initialization="forward".  1e-3 measured best of
     # 1e-4 .. 1e-1 on MNIST 0/1; 1e-2 already fails one seed in three, 5e-2 all three.
     init_scale: float = 1e-3
@@ -124,6 +165,11 @@ class ADMMSettings:
     # Metric of the proximal term: "gram" = the running mean S of the layer's input Gram (for layer 1
     # the whole training set's), "identity" = the BCD papers' alpha ||W - W_prev||^2.
     prox_metric: str = "identity"
+    # Order of the updates inside a mini-batch sweep: "targets_first" = every target top down
+    # (output, then a- and z-updates), then every W refitted to its target from its updated input;
+    # "layerwise" = for l = L .. 1: a_{l-1} against the old W_l, W_l refitted from the forward
+    # activations a_{l-1}, then z_{l-1}.
+    sweep_order: str = "targets_first"
     # Decay of the running Gram S <- gram_decay S + (1 - gram_decay) (batch Gram / batch).
     gram_decay: float = 0.9
     # Per-layer penalties: beta_l = beta * depth_decay^(L-l), gamma_l = gamma * depth_decay^(L-1-l),
@@ -143,9 +189,14 @@ class ADMMSettings:
         defaults = FULL_BATCH if batch_size is None else MINI_BATCH
         values = self.as_dict()
         values["batch_size"] = batch_size
-        for name in ("beta", "gamma", "depth_decay", "weight_decay"):
+        for name in ("beta", "gamma", "depth_decay", "weight_decay", "initialization"):
             if values[name] is None:
                 values[name] = defaults.get(name, 0.0)
+        allowed = ("forward", "gaussian") if batch_size is None else ("uniform", "he")
+        if values["initialization"] not in allowed:
+            method = "full-batch ADMM (batch_size=None)" if batch_size is None else "mini-batch ADMM"
+            raise ValueError(f"initialization={values['initialization']!r} does not apply to {method}; "
+                             f"use one of {allowed} (or None for its default)")
         return type(self)(**values)
 
     @classmethod
@@ -172,46 +223,10 @@ class ADMMSettings:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError/TypeError naming the first field that is not usable; numbers are stored
-        as Python float/int/bool (numpy scalars such as np.float32(1) are accepted)."""
-        from ._validation import as_bool, as_int, as_real
-
-        for name in ("init_scale", "penalty_max", "divergence_factor", "prox"):
-            setattr(self, name, as_real(name, getattr(self, name), 0, low_open=True))
-        for name in ("beta", "gamma", "depth_decay"):  # None = the method's default
-            if getattr(self, name) is not None:
-                setattr(self, name, as_real(name, getattr(self, name), 0, low_open=True))
-        self.ridge = as_real("ridge", self.ridge, 0)
-        if self.weight_decay is not None:
-            self.weight_decay = as_real("weight_decay", self.weight_decay, 0)
-        self.tol = as_real("tol", self.tol, 0)
-        self.penalty_growth = as_real("penalty_growth", self.penalty_growth, 1)
-        self.gram_decay = as_real("gram_decay", self.gram_decay, 0, 1, high_open=True)
-        if self.time_limit is not None:
-            self.time_limit = as_real("time_limit", self.time_limit, 0, low_open=True)
-        for name in ("warm_start_iter", "eval_every"):
-            setattr(self, name, as_int(name, getattr(self, name), 0))
-        for name in ("penalty_every", "batch_sweeps"):
-            setattr(self, name, as_int(name, getattr(self, name), 1))
-        if self.threads is not None:
-            self.threads = as_int("threads", self.threads, 1)
-        if self.batch_size is not None and not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
-            try:
-                if isinstance(self.batch_size, str):
-                    raise ValueError
-                self.batch_size = as_int("batch_size", self.batch_size, 1)
-            except (TypeError, ValueError):
-                raise ValueError(f"batch_size must be None, 'auto' or an integer >= 1, got {self.batch_size!r}") from None
-        for name in ("intercept", "skip_zero_inputs", "multiplier"):
-            setattr(self, name, as_bool(name, getattr(self, name)))
-        if self.prox_metric not in PROX_METRICS:
-            raise ValueError(f"prox_metric must be one of {PROX_METRICS}, got {self.prox_metric!r}")
-        if self.initialization not in INITS:
-            raise ValueError(f"initialization must be one of {INITS}, got {self.initialization!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.dtype is not None and self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be None or one of {DTYPES}, got {self.dtype!r}")
+        """Raise ValueError/TypeError naming the first field that is not usable (ADMM_CONSTRAINTS, in
+        field order); numbers are stored as Python float/int/bool (numpy scalars such as np.float32(1)
+        are accepted)."""
+        check_fields(self, ADMM_CONSTRAINTS)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

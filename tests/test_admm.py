@@ -302,7 +302,7 @@ GOOD_X, GOOD_Y = blobs(n=20, d=4)
         (dict(ridge=-1.0), ValueError, "ridge must be"),
         (dict(backend="fortran"), ValueError, "backend must be one of"),
         (dict(dtype="float16"), ValueError, "dtype must be"),
-        (dict(initialization="zeros"), ValueError, "initialization must be one of"),
+        (dict(initialization="zeros"), ValueError, "initialization must be None or one of"),
         (dict(learning_rate=0.1), TypeError, "unknown setting"),
         (dict(X_test=np.zeros((5, 4))), ValueError, "X_test and y_test go together"),
         (dict(X_test=np.zeros((5, 3)), y_test=np.zeros(5, int)), ValueError, "X_test has 3 features"),

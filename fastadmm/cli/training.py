@@ -14,7 +14,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from .args import DEFAULT_BATCH, UsageError
-from .digits import Digits, Ranks, one_line
+from .._comm import Communicator
+from .digits import Digits, one_line
 from .report import finite
 
 
@@ -130,7 +131,7 @@ def gib(n: float) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
 
-def check_memory(args, digits: Digits, ranks: Ranks) -> None:
+def check_memory(args, digits: Digits, ranks: Communicator) -> None:
     """UsageError naming --hidden when the largest fit would not fit in memory (before any allocation)."""
     sizes = [digits.X_train.shape[1], *args.hidden, n_outputs(args)]
     itemsize = np.dtype(args.dtype).itemsize
@@ -186,13 +187,12 @@ def checkpoint_path(args, out: Path, seed: int) -> Optional[Path]:
     return out / CHECKPOINT_NAME.replace(".npz", f"-seed{seed}.npz")
 
 
-def train_admm_run(args, digits: Digits, ranks: Ranks, out: Path, init, notes: list, seed: int,
+def train_admm_run(args, digits: Digits, ranks: Communicator, out: Path, init, notes: list, seed: int,
                    stop: Callable[[], bool] = lambda: False):
     from .. import train_admm
 
     label = "ADMM" if len(args.seeds) == 1 else f"ADMM s{seed}"
     progress = Progress(label, args.iterations, enabled=ranks.root and not args.quiet, stop=stop)
-    comm = ranks.comm if args.distributed else None
     extra = {name: value for name, value in (("beta", args.beta), ("gamma", args.gamma)) if value is not None}
     if args.admm_batch_size != "full":
         extra["batch_size"] = args.admm_batch_size
@@ -203,7 +203,7 @@ def train_admm_run(args, digits: Digits, ranks: Ranks, out: Path, init, notes: l
             return train_admm(
                 digits.X_train, digits.y_train, hidden=tuple(args.hidden), loss=args.loss,
                 max_iter=args.iterations, X_test=digits.X_test, y_test=digits.y_test, random_state=seed,
-                init=init, callback=progress, comm=comm, checkpoint=checkpoint_path(args, out, seed),
+                init=init, callback=progress, comm=ranks.comm, checkpoint=checkpoint_path(args, out, seed),
                 checkpoint_every=args.checkpoint_every or 10, backend=args.backend, dtype=args.dtype,
                 threads=args.threads, **extra,
             )
@@ -236,17 +236,16 @@ def train_gradient_run(method: str, args, digits: Digits, notes: list, seed: int
         progress.close()
 
 
-def load_init(args, ranks: Ranks):
+def load_init(args, ranks: Communicator):
     """The Result to resume from (--resume); under MPI rank k reads <name>.rank<k>.npz when it exists."""
     if args.resume is None:
         return None
-    from .._checkpoint import CheckpointError, load
+    from .._checkpoint import CheckpointError
+    from .._result import load
 
     path = Path(args.resume).expanduser()
-    if ranks.size > 1:
-        per_rank = path.with_name(f"{path.name.removesuffix('.npz')}.rank{ranks.rank}.npz")
-        if per_rank.is_file():
-            path = per_rank
+    if ranks.rank_path(path).is_file():
+        path = ranks.rank_path(path)
     try:
         init = load(path)
     except (OSError, CheckpointError) as exc:
