@@ -34,7 +34,7 @@ from fastadmm.data import read_mnist_folder
 sys.path.insert(0, str(Path(__file__).parent))
 from _data import mnist_dir  # noqa: E402
 
-TASKS = {"ten300": ((300,), None), "ten100": ((100, 50, 10), None)}
+TASKS = {"ten300": ((300,), None), "ten100": ((100, 50, 10), None), "ten100-50": ((100, 50), None)}
 VARIANTS = {
     "default": {},
     "full_batch": {"batch_size": None},

@@ -312,12 +312,46 @@ class MiniBatchADMM:
         bounds = np.linspace(0, N, self.n_batches + 1).astype(np.intp)
         for i in range(self.n_batches):
             self._batch(order[bounds[i] : bounds[i + 1]], sums, timings)
-        self.iteration += 1
         s = self.s
+        if s.output_refit:
+            self.refit_output()
+        self.iteration += 1
         if s.penalty_growth != 1.0 and self.iteration % s.penalty_every == 0:
             self.beta = [min(b * s.penalty_growth, s.penalty_max) for b in self.beta]
             self.gamma = [min(g * s.penalty_growth, s.penalty_max) for g in self.gamma]
         return sums, penalties
+
+    def refit_output(self, rows=4096):
+        """W_L <- the ridge least-squares fit of the targets on the forward features [a_{L-1}, 1] of the
+        whole training set (output_refit = the ridge relative to the mean diagonal of their Gram).
+
+        The output layer is linear and the mse loss is quadratic in W_L, so this is its exact minimiser
+        given the hidden layers; the Gram is summed over blocks of rows in float64."""
+        L, X = self.L, self.X
+        n = self.W[L].shape[1]
+        G = np.zeros((n, n))
+        R = np.zeros((n, self.T.shape[1]))
+        F = np.empty((min(rows, X.shape[0]), n), np.float64)
+        for start in range(0, X.shape[0], rows):
+            a = X[start : start + rows]
+            for l in range(1, L):
+                W = self.W[l]
+                a = a @ W[:, :-1].T
+                a += W[:, -1]
+                np.maximum(a, 0, out=a)
+            f = F[: a.shape[0]]
+            f[:, :-1] = a
+            f[:, -1] = 1.0
+            G += f.T @ f
+            R += f.T @ self.T[start : start + rows]
+        if not np.isfinite(G).all():
+            raise _linalg.NonFiniteError("the forward features of the output refit hold NaN or infinity")
+        G.flat[:: n + 1] += self.s.output_refit * max(np.trace(G) / n, 1e-12)
+        try:
+            W = sla.solve(G, R, assume_a="pos", check_finite=False)
+        except (np.linalg.LinAlgError, sla.LinAlgError):
+            W = sla.lstsq(G, R, check_finite=False)[0]
+        self.W[L] = np.ascontiguousarray(W.T, dtype=self.W[L].dtype)
 
     def compact_weights(self):
         return list(self.W[1:])

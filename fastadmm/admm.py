@@ -19,7 +19,7 @@ from ._fit import CheckpointWarning, ConvergenceWarning, DivergenceWarning  # no
 from ._fullbatch import FullBatchADMM
 from ._minibatch import MiniBatchADMM
 from ._result import Result
-from ._settings import FULL_BATCH, MINI_BATCH, ADMMSettings
+from ._settings import ADMMSettings, method_defaults
 
 __all__ = ["train_admm", "ADMMSettings", "CheckpointWarning", "ConvergenceWarning", "DivergenceWarning"]
 
@@ -122,7 +122,7 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
     error = None
     try:
         loss = _validation.check_loss(loss)
-        max_iter = _validation.check_max_iter(max_iter)
+        max_iter = None if max_iter is None else _validation.check_max_iter(max_iter)
         hidden = _validation.check_hidden(hidden)
         if callback is not None and not callable(callback):
             raise TypeError("callback must be callable (or None)")
@@ -152,10 +152,14 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
     else:
         row_offset, n_global = 0, X.shape[0]
     minibatch = settings.batch_size is not None
-    sizes = _layer_sizes(X.shape[1] + int(settings.intercept or minibatch), hidden,
-                         _losses.n_outputs(len(classes), loss))
+    n_out = _losses.n_outputs(len(classes), loss)
+    sizes = _layer_sizes(X.shape[1] + int(settings.intercept or minibatch), hidden, n_out)
     error = None
     try:  # checks of one rank's own arguments: they too must fail on every rank together
+        # The method's measured defaults depend on the output layer's width (_settings.method_defaults).
+        settings = settings.resolved(comm.distributed, n_out, loss)
+        if max_iter is None:
+            max_iter = method_defaults(settings.batch_size, n_out)["max_iter"]
         X_test, y_test_index = _validation.check_test(X_test, y_test, classes, X.shape[1], X.dtype)
         if minibatch and comm.distributed:
             raise ValueError("batch_size is not supported with comm= yet; run mini-batch ADMM in one process "
@@ -176,7 +180,7 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
         callback=callback is not None, init=init is not None, checkpoint_every=checkpoint_every,
         init_iteration=None if init is None else init.state["iteration"],
     ), hint="only X, y, X_test and y_test differ between ranks")
-    return X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset, n_global
+    return X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset, n_global, settings
 
 
 def train_admm(
@@ -208,7 +212,7 @@ def train_admm(
         "cross_entropy" (softmax over one output per class).
     max_iter : iterations: epochs of mini-batch ADMM (default batch_size), or sweeps of Algorithm 1
         (batch_size=None); a resumed fit runs this many more.  None = the method's measured default
-        (``fastadmm.ADMMSettings`` module: MINI_BATCH / FULL_BATCH).
+        (``fastadmm._settings``: MINI_BATCH, MINI_BATCH_ONE_OUTPUT, FULL_BATCH).
     X_test, y_test : optional held-out set, evaluated every ``eval_every`` iterations.
     random_state : None, an int seed or a numpy Generator.
     callback : called after every iteration with a dict (iteration, objective, accuracies, ...,
@@ -235,15 +239,13 @@ def train_admm(
     comm = _comm.wrap(comm)
     error = None
     try:  # every rank raises together, or none does
-        settings = _settings_from(settings, overrides).resolved(distributed=comm.distributed)
-        if max_iter is None:
-            max_iter = (FULL_BATCH if settings.batch_size is None else MINI_BATCH)["max_iter"]
+        settings = _settings_from(settings, overrides).for_comm(comm.distributed)  # resolved in _validate
         checkpoint = _checkpoint_path(checkpoint, checkpoint_every, comm)
     except (TypeError, ValueError) as exc:
         error = exc
     comm.raise_agreed(error)
     (X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset,
-     n_global) = _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, init, comm,
+     n_global, settings) = _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, init, comm,
                            checkpoint_every)
     with comm.abort_on_error(collective_through=True):  # a failure on one rank ends all ranks, never a hang
         kernels = _backend.get(settings.backend)

@@ -10,7 +10,7 @@ import scipy.optimize
 import fastadmm
 from fastadmm import ADMMSettings
 from fastadmm._minibatch import MiniBatchADMM, layer_penalties
-from fastadmm._settings import FULL_BATCH, MINI_BATCH
+from fastadmm._settings import FULL_BATCH, MINI_BATCH, MINI_BATCH_ONE_OUTPUT, PRESET_FIELDS
 from toy import blobs
 
 
@@ -19,15 +19,51 @@ def test_default_is_mini_batch_in_one_process_and_full_batch_over_mpi():
     assert s.batch_size == "auto"
     one = s.resolved(distributed=False)
     assert one.batch_size == MINI_BATCH["batch_size"]
-    assert (one.beta, one.gamma, one.depth_decay) == (MINI_BATCH["beta"], MINI_BATCH["gamma"], MINI_BATCH["depth_decay"])
+    for name in PRESET_FIELDS:
+        assert getattr(one, name) == MINI_BATCH[name], name
+    binary = s.resolved(distributed=False, n_outputs=1)
+    for name in PRESET_FIELDS:
+        assert getattr(binary, name) == MINI_BATCH_ONE_OUTPUT[name], name
     mpi = s.resolved(distributed=True)
     assert mpi.batch_size is None
     assert (mpi.beta, mpi.gamma, mpi.depth_decay) == (FULL_BATCH["beta"], FULL_BATCH["gamma"], FULL_BATCH["depth_decay"])
+    assert mpi.initialization == "forward" and mpi.output_refit == 0.0
     # what the user sets stays
     mine = ADMMSettings(beta=2.0, batch_size=None).resolved()
     assert (mine.beta, mine.gamma, mine.batch_size) == (2.0, FULL_BATCH["gamma"], None)
+    mine = ADMMSettings(sweep_order="targets_first", prox=0.5, batch_size=32).resolved(n_outputs=10)
+    assert (mine.sweep_order, mine.prox, mine.batch_size, mine.beta) == ("targets_first", 0.5, 32, MINI_BATCH["beta"])
     paper = ADMMSettings.paper().resolved()
     assert (paper.batch_size, paper.beta, paper.gamma, paper.depth_decay) == (None, 1.0, 10.0, 1.0)
+
+
+@pytest.mark.parametrize("k, loss, preset", [(2, "mse", MINI_BATCH_ONE_OUTPUT), (2, "hinge", MINI_BATCH_ONE_OUTPUT),
+                                             (3, "mse", MINI_BATCH), (2, "cross_entropy", MINI_BATCH)])
+def test_train_admm_takes_the_defaults_of_its_output_width(k, loss, preset):
+    X, y = blobs(n=120, d=5, k=k, seed=2)
+    res = fastadmm.train_admm(X, y, hidden=(6,), loss=loss, random_state=0, tol=0, max_iter=1)
+    for name in PRESET_FIELDS:
+        expected = 0.0 if name == "output_refit" and loss != "mse" else preset[name]
+        assert res.settings[name] == expected, name
+    res = fastadmm.train_admm(X, y, hidden=(6,), loss=loss, random_state=0, tol=0, time_limit=1e-9)
+    assert res.settings["max_iter"] == preset["max_iter"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(loss="cross_entropy", output_refit=1e-3), "output_refit=0.001 refits the output by least squares"),
+        (dict(loss="hinge", output_refit=1e-3), "pass output_refit=0 with loss='hinge'"),
+        (dict(initialization="forward"), "initialization='forward' does not apply to mini-batch ADMM"),
+        (dict(initialization="he", batch_size=None), "initialization='he' does not apply to full-batch ADMM"),
+        (dict(sweep_order="random"), "sweep_order must be None or one of"),
+        (dict(output_refit=-1.0), "output_refit must be"),
+    ],
+)
+def test_settings_of_the_wrong_method_or_loss_are_refused(kwargs, match):
+    X, y = blobs(n=60, d=4, k=3)
+    with pytest.raises(ValueError, match=match):
+        fastadmm.train_admm(X, y, hidden=(4,), max_iter=1, **kwargs)
 
 
 def test_layer_penalties_decay_with_depth():
@@ -38,11 +74,13 @@ def test_layer_penalties_decay_with_depth():
     assert beta[1:] == [1.0, 1.0, 1.0] and gamma[1:3] == [10.0, 10.0]
 
 
+@pytest.mark.parametrize("order", ["layerwise", "targets_first"])
 @pytest.mark.parametrize("loss", ["mse", "hinge", "cross_entropy"])
 @pytest.mark.parametrize("k", [2, 3])
-def test_learns_separable_blobs(loss, k):
+def test_learns_separable_blobs(loss, k, order):
     X, y = blobs(n=400, d=10, k=k, seed=3)
-    res = fastadmm.train_admm(X, y, hidden=(16, 8), loss=loss, max_iter=8, batch_size=32, random_state=0)
+    res = fastadmm.train_admm(X, y, hidden=(16, 8), loss=loss, max_iter=8, batch_size=32, random_state=0,
+                              sweep_order=order)
     assert res.status == "max_iter" and res.n_iter == 8
     assert res.history["train_accuracy"][-1] >= 0.97
     # every layer has a bias: W_l has one column more than its input
@@ -170,3 +208,78 @@ def test_a_update_minimises_its_quadratic(n_next):
 
         best = scipy.optimize.minimize(f, H[i], method="BFGS", options=dict(gtol=1e-12)).x
         np.testing.assert_allclose(p.A_new[1][i], best, atol=1e-6)
+
+
+def test_output_refit_is_the_ridge_least_squares_of_the_forward_features():
+    X, y = blobs(n=150, d=6, k=3, seed=7)
+    T = np.eye(3)[y]
+    s = ADMMSettings(batch_size=50, output_refit=0.01, skip_zero_inputs=False).resolved()
+    from fastadmm import _backend
+
+    p = MiniBatchADMM(X, T, [7, 8, 5, 3], "mse", s, _backend.get("numpy"), np.random.default_rng(0), None, None)
+    before = [W.copy() for W in p.W[1:]]
+    p.refit_output(rows=40)  # blocks of 40 rows: the sums over blocks must give the whole Gram
+    # the obvious way: the whole forward pass, then the normal equations of the ridge
+    a = X
+    for W in before[:-1]:
+        a = np.maximum(a @ W[:, :-1].T + W[:, -1], 0)
+    F = np.hstack([a, np.ones((len(a), 1))])
+    G = F.T @ F
+    ridge = 0.01 * np.trace(G) / G.shape[0]
+    expected = np.linalg.solve(G + ridge * np.eye(G.shape[0]), F.T @ T).T
+    np.testing.assert_allclose(p.W[3], expected, rtol=1e-9, atol=1e-10)
+    for W, W0 in zip(p.W[1:3], before[:2]):  # the hidden layers are left alone
+        np.testing.assert_array_equal(W, W0)
+
+    def objective(w):
+        Wm = w.reshape(expected.shape)
+        return np.sum((T - F @ Wm.T) ** 2) + ridge * np.sum(Wm ** 2)
+
+    best = scipy.optimize.minimize(objective, before[-1].ravel(), method="BFGS", options=dict(gtol=1e-10)).x
+    assert objective(p.W[3].ravel()) <= objective(best) + 1e-9
+
+
+def _layerwise_reference(W, X, T, beta, gamma, prox):
+    """One layerwise batch sweep written the obvious way (docs/ALGORITHM.md section 6), mse output."""
+    from reference import relu_z_update
+
+    W = [None] + [w.copy() for w in W]
+    L = len(W) - 1
+    Z, A = [None] * (L + 1), [X] + [None] * L
+    for l in range(1, L + 1):
+        Z[l] = A[l - 1] @ W[l][:, :-1].T + W[l][:, -1]
+        if l < L:
+            A[l] = np.maximum(Z[l], 0)
+    H = [None] + [np.maximum(Z[l], 0) for l in range(1, L)]
+    Z[L] = (T + beta[L] * Z[L]) / (1 + beta[L])  # argmin ||z - t||^2 + beta ||z - m||^2
+    for l in range(L, 0, -1):
+        if l > 1:
+            V, b = W[l][:, :-1], W[l][:, -1]
+            M = beta[l] * V.T @ V + gamma[l - 1] * np.eye(V.shape[1])
+            a_new = np.linalg.solve(M, (beta[l] * (Z[l] - b) @ V + gamma[l - 1] * H[l - 1]).T).T
+        Aa = np.hstack([A[l - 1], np.ones((len(X), 1))])
+        P = prox * np.mean(np.diag(Aa.T @ Aa)) * np.eye(Aa.shape[1])
+        W[l] = np.linalg.solve((Aa.T @ Aa + P).T, (Z[l].T @ Aa + W[l] @ P).T).T
+        if l > 1:
+            m = A[l - 2] @ W[l - 1][:, :-1].T + W[l - 1][:, -1]
+            z = relu_z_update(a_new.ravel(), m.ravel(), beta[l - 1], gamma[l - 1])[0]
+            Z[l - 1] = np.array(z).reshape(m.shape)
+    return W[1:]
+
+
+@pytest.mark.parametrize("B", [12, 30])  # B < n_in + 1 for some layers (push-through form), and not
+def test_layerwise_batch_equals_the_obvious_sweep(B):
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(B, 20))
+    y = rng.integers(0, 3, B)
+    T = np.eye(3)[y]
+    s = ADMMSettings(batch_size=B, sweep_order="layerwise", weight_decay=0.0, skip_zero_inputs=False, output_refit=0,
+                     beta=0.5, gamma=0.2, depth_decay=0.3, prox=0.7).resolved()
+    from fastadmm import _backend
+
+    p = MiniBatchADMM(X, T, [21, 16, 9, 3], "mse", s, _backend.get("numpy"), rng, None, None)
+    W0 = [W.copy() for W in p.W[1:]]
+    p.sweep({"W": 0.0, "a": 0.0, "z": 0.0})  # one batch: the whole data (its row order does not matter)
+    expected = _layerwise_reference(W0, X, T, p.beta, p.gamma, 0.7)
+    for W, E in zip(p.W[1:], expected):
+        np.testing.assert_allclose(W, E, rtol=1e-8, atol=1e-10)
