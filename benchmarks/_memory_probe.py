@@ -1,9 +1,10 @@
 """Peak memory of one ADMM fit, in a fresh process (run by test_bench_memory.py).
 
-    python benchmarks/_memory_probe.py --n 60000 --dtype float64 [--no-skip-zero-inputs]
+    python benchmarks/_memory_probe.py --n 60000 --dtype float64 [--batch-size full] [--no-skip-zero-inputs]
 
 Builds the training set first (real MNIST 0/1 tiled to n rows, see _data.py), then fits
-``train_admm`` with default settings for --max-iter sweeps (evaluated every sweep) and prints
+``train_admm`` with default settings (--batch-size default: the default call, mini-batch ADMM;
+"full": the full-batch Algorithm 1) for --max-iter iterations (evaluated every one) and prints
 one JSON line: the fit's peak of traced allocations (tracemalloc; numpy reports every array
 buffer to it), the process's resident-set high-water mark (VmHWM, reset just before the fit)
 before and after the fit, and the sizes of the data and of the ADMM state.
@@ -67,12 +68,22 @@ def state_bytes(n, sizes, itemsize):
     return n * (z + a + lam) * itemsize, {"z_columns": z, "a_columns": a, "lam_columns": lam}
 
 
+def state_bytes_minibatch(batch, sizes, itemsize):
+    """Mini-batch ADMM's own arrays: the weights (each layer with its bias) and the batch buffers
+    (rows of X at full width and kept, targets, and z, a, h(z), the a-update and scratch per layer)."""
+    L = len(sizes) - 1
+    weights = sum(sizes[l] * (sizes[l - 1] + 1) for l in range(1, L + 1))
+    buffers = batch * (2 * sizes[0] + sizes[L] * 4 + sum(5 * sizes[l] for l in range(1, L)))
+    return (weights + buffers) * itemsize, {"weights": weights, "batch_buffer_entries": buffers}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=60_000)
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--max-iter", type=int, default=8)
     p.add_argument("--no-skip-zero-inputs", action="store_true")
+    p.add_argument("--batch-size", default="default", help='"default" (the default call), "full" or rows')
     args = p.parse_args(argv)
 
     X, y, source = training_set(args.n, args.dtype)
@@ -84,18 +95,25 @@ def main(argv=None):
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # stopping at max_iter before tol is expected here
-        res = fastadmm.train_admm(X, y, hidden=HIDDEN, max_iter=args.max_iter, random_state=0, threads=1, batch_size=None,
-                                  skip_zero_inputs=not args.no_skip_zero_inputs)
+        batch = {} if args.batch_size == "default" else {"batch_size": None if args.batch_size == "full"
+                                                         else int(args.batch_size)}
+        res = fastadmm.train_admm(X, y, hidden=HIDDEN, max_iter=args.max_iter, random_state=0, threads=1,
+                                  skip_zero_inputs=not args.no_skip_zero_inputs, **batch)
     seconds = time.perf_counter() - t0
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     maxrss_after = _peak_rss_now()
 
     sizes = mlp_sizes(X.shape[1])
-    state, columns = state_bytes(args.n, sizes, X.dtype.itemsize)
+    used_batch = res.settings["batch_size"]
+    if used_batch is None:
+        state, columns = state_bytes(args.n, sizes, X.dtype.itemsize)
+    else:
+        state, columns = state_bytes_minibatch(int(used_batch), sizes, X.dtype.itemsize)
     data = X.nbytes + y.nbytes
     print(json.dumps({
         "n": args.n, "dtype": args.dtype, "data_source": source, "skip_zero_inputs": not args.no_skip_zero_inputs,
+        "batch_size": used_batch,
         "max_iter": args.max_iter, "fit_seconds": seconds, "status": res.status,
         "train_accuracy": res.history["train_accuracy"][-1],
         "data_bytes": data, "state_bytes": state, "state_columns": columns,

@@ -28,9 +28,10 @@ import time
 import numpy as np
 import scipy.linalg as sla
 
-from . import _inputs, _linalg
+from . import _inputs, _linalg, _losses
 
 _LOSS_CODE = {"mse": 0, "hinge": 1}
+_GATHER_ROWS = 1024  # rows per block of the passes over the whole training set (a gathered block stays in cache)
 
 
 def layer_penalties(beta, gamma, depth_decay, L):
@@ -53,8 +54,8 @@ class MiniBatchADMM:
         self.active = (
             _inputs.kept_features(_inputs.nonzero_features(X)) if settings.skip_zero_inputs else None
         )
-        if self.active is not None:
-            X = np.ascontiguousarray(X[:, self.active])
+        # X is never copied: each batch gathers its rows, and of them the kept columns, into Xb (_batch);
+        # a compacted copy of X would double the memory of a large fit for a few per cent of speed.
         self.X, self.T = X, T
         self.sizes = sizes  # [n_0 + 1 (the bias), n_1, ..., n_L]
         self.L = L = len(sizes) - 1
@@ -63,7 +64,9 @@ class MiniBatchADMM:
         # Equal batches of about batch_size rows (the remainder spread over them): the largest has B rows.
         self.n_batches = max(1, N // min(int(settings.batch_size), N))
         self.B = B = -(-N // self.n_batches)
-        widths = [X.shape[1]] + list(sizes[1:])
+        widths = [X.shape[1] if self.active is None else self.active.shape[0]] + list(sizes[1:])
+        # The batch's rows at X's full width, before their kept columns go to Xb (skip_zero_inputs only).
+        self.Xrows = None if self.active is None else np.empty((B, X.shape[1]), dt)
         # Batch buffers, allocated once: Xb holds the batch's rows of X; Z[l], A[l], H[l] its z_l, a_l,
         # h(z_l); A_new[l] receives the a-update before it replaces A[l]; R[l] is scratch of z_l's width.
         self.Xb = np.empty((B, widths[0]), dt)
@@ -94,7 +97,11 @@ class MiniBatchADMM:
                 self.W.append((self._compact(W) if l == 1 else W).astype(dt))
         if settings.prox_metric == "gram" and self.S[1] is None:
             # Layer 1's input never changes: its metric is the whole training set's mean Gram.
-            self.S[1] = _inputs.input_gram(self.X, True) / N
+            G = _inputs.input_gram(self.X, True)
+            if self.active is not None:  # the kept features' rows and columns, and the bias's
+                kept = np.append(self.active, X.shape[1])
+                G = G[np.ix_(kept, kept)]
+            self.S[1] = G / N
 
     # -- the input layer's left-out features (as the full-batch driver) --------------------------
     def _compact(self, W1):
@@ -104,10 +111,30 @@ class MiniBatchADMM:
         full = np.zeros((W1.shape[0], self.sizes[0]), W1.dtype)
         return _inputs.put_columns(full, W1, self.active, True)
 
+    def _kept_blocks(self, rows=_GATHER_ROWS):
+        """(rows, X[rows][:, active]) over the training rows in blocks (one buffer, reused): the
+        compacted rows without a compacted copy of X."""
+        X, N = self.X, self.X.shape[0]
+        if self.active is None:
+            for start in range(0, N, rows):
+                yield slice(start, min(start + rows, N)), X[start : start + rows]
+            return
+        buf = np.empty((min(rows, N), self.active.shape[0]), X.dtype)
+        for start in range(0, N, rows):
+            stop = min(start + rows, N)
+            np.take(X[start:stop], self.active, axis=1, out=buf[: stop - start], mode="clip")
+            yield slice(start, stop), buf[: stop - start]
+
+    def train_outputs(self, weights):
+        """(rows, outputs) blocks of a forward pass over the training rows for `weights` (from
+        compact_weights), the kept columns gathered block by block."""
+        for rows, block in self._kept_blocks():
+            yield rows, _losses.forward(weights, block, True)
+
     def compact_test(self, X_test):
         if self.active is None or X_test is None:
             return X_test
-        return np.ascontiguousarray(X_test[:, self.active])
+        return np.take(X_test, self.active, axis=1, mode="clip")
 
     # -- resuming -----------------------------------------------------------------------------
     def _load_state(self, init):
@@ -270,8 +297,13 @@ class MiniBatchADMM:
 
     def _batch(self, rows, sums, timings):
         B, L = rows.shape[0], self.L
-        np.take(self.X, rows, axis=0, out=self.Xb[:B])
-        np.take(self.T, rows, axis=0, out=self.Tb[:B])
+        # mode="clip" (the rows are valid): np.take's default "raise" buffers its output, 3-4x slower here
+        if self.active is None:
+            np.take(self.X, rows, axis=0, out=self.Xb[:B], mode="clip")
+        else:  # the rows, then their kept columns (no compacted copy of X)
+            np.take(self.X, rows, axis=0, out=self.Xrows[:B], mode="clip")
+            np.take(self.Xrows[:B], self.active, axis=1, out=self.Xb[:B], mode="clip")
+        np.take(self.T, rows, axis=0, out=self.Tb[:B], mode="clip")
         t0 = time.perf_counter()
         self._forward(B)
         timings["z"] += time.perf_counter() - t0
@@ -332,8 +364,8 @@ class MiniBatchADMM:
         G = np.zeros((n, n))
         R = np.zeros((n, self.T.shape[1]))
         F = np.empty((min(rows, X.shape[0]), n), np.float64)
-        for start in range(0, X.shape[0], rows):
-            a = X[start : start + rows]
+        for block, a in self._kept_blocks(rows):
+            start = block.start
             for l in range(1, L):
                 W = self.W[l]
                 a = a @ W[:, :-1].T

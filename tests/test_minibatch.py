@@ -283,3 +283,46 @@ def test_layerwise_batch_equals_the_obvious_sweep(B):
     expected = _layerwise_reference(W0, X, T, p.beta, p.gamma, 0.7)
     for W, E in zip(p.W[1:], expected):
         np.testing.assert_allclose(W, E, rtol=1e-8, atol=1e-10)
+
+
+# -- skip_zero_inputs without a compacted copy of X ------------------------------------------------
+
+
+@pytest.mark.parametrize("sweep_order, K, metric", [("targets_first", 2, "identity"), ("layerwise", 3, "identity"),
+                                                    ("layerwise", 3, "gram")])
+def test_kept_columns_gathered_per_batch_equal_a_compacted_copy(sweep_order, K, metric):
+    """The batches gather their rows and kept columns from X itself (no compacted copy): the same
+    weights, evaluation and output refit as the previous code, a fit on the compacted copy
+    X[:, kept] started from the same compacted weights and the same shuffling stream."""
+    from fastadmm import _backend, _losses
+
+    rng = np.random.default_rng(5)
+    X = rng.uniform(0.0, 1.0, (150, 30))
+    X[:, [0, 1, 7, 8, 9, 29]] = 0.0  # always zero: 6 of 30 features (>= 10 %), left out
+    y = rng.integers(0, K, 150)
+    T = _losses.targets(y, K, X.dtype, "mse")
+    sizes = [31, 12, 6, T.shape[1]]
+    s = ADMMSettings(batch_size=16, sweep_order=sweep_order, prox_metric=metric,
+                     output_refit=1e-3 if K > 2 else 0.0).resolved(n_outputs=T.shape[1])
+    kernels = _backend.get("numpy")
+    p = MiniBatchADMM(X, T, sizes, "mse", s, kernels, np.random.default_rng(0), None, None)
+    assert p.active is not None and p.active.shape[0] == 24 and p.X is X  # no copy
+    kept = p.active
+    X_compact = np.ascontiguousarray(X[:, kept])  # what the previous code trained on
+    ref_settings = ADMMSettings(**{**s.as_dict(), "skip_zero_inputs": False})
+    ref = MiniBatchADMM(X_compact, T, [25, *sizes[1:]], "mse", ref_settings, kernels, np.random.default_rng(0), None,
+                        None)
+    ref.W = [None] + [W.copy() for W in p.W[1:]]
+    ref.rng = np.random.default_rng()
+    ref.rng.bit_generator.state = p.rng.bit_generator.state
+    if metric == "gram":
+        np.testing.assert_allclose(p.S[1], ref.S[1], rtol=1e-12, atol=1e-12)
+    for _ in range(3):
+        p.sweep({"W": 0.0, "a": 0.0, "z": 0.0})
+        ref.sweep({"W": 0.0, "a": 0.0, "z": 0.0})
+    for W, R in zip(p.W[1:], ref.W[1:]):
+        np.testing.assert_allclose(W, R, rtol=1e-10, atol=1e-12)
+    outputs = np.concatenate([out for _, out in p.train_outputs(p.compact_weights())])
+    np.testing.assert_allclose(outputs, _losses.forward(ref.compact_weights(), X_compact, True), rtol=1e-10,
+                               atol=1e-12)
+    np.testing.assert_array_equal(p.compact_test(X), X_compact)
