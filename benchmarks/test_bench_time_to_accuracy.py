@@ -286,7 +286,7 @@ def test_default_call_per_iteration(benchmark, mnist01):
         return res
 
     pedantic(benchmark, call, rounds=3, warmup_rounds=1, group="default-call-per-iteration")
-    timed = runs[1:]
+    timed = runs[1:] or runs  # the first was the warm-up (with --benchmark-disable the only one)
     per_iter = [(t["total"] - t["setup"] - t["compile"]) / t["n_iter"] for t in timed]
     sweep = [t["train"] / t["n_iter"] for t in timed]
     evals = [t["eval"] / t["n_iter"] for t in timed]
