@@ -30,7 +30,6 @@ import scipy.linalg as sla
 
 from . import _inputs, _linalg, _losses
 
-_LOSS_CODE = {"mse": 0, "hinge": 1}
 _GATHER_ROWS = 1024  # rows per block of the passes over the whole training set (a gathered block stays in cache)
 
 
@@ -180,7 +179,7 @@ class MiniBatchADMM:
         if self.loss == "cross_entropy":
             return self.k.softmax_z_update(self.Tb[:B], m, lam, self.beta[L], False, m)
         return self.k.output_z_update(self.Tb[:B].reshape(-1), m.reshape(-1), lam.reshape(-1), self.beta[L],
-                                      _LOSS_CODE[self.loss], False, m.reshape(-1))
+                                      _losses.LOSS_CODE[self.loss], False, m.reshape(-1))
 
     def _a_update(self, l, B):
         """A_new[l] <- (beta W^T W + gamma I)^-1 (beta W^T (z_{l+1} - b) + gamma h(z_l)), W = W_{l+1}."""

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-LOSS_CODE = {"mse": 0, "hinge": 1, "cross_entropy": 2}
+from ._losses import LOSS_CODE  # noqa: F401 - the one declaration, re-exported for the callers
 OPTIMIZER_CODE = {"momentum": 0, "adam": 1}
 
 

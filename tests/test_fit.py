@@ -268,7 +268,7 @@ def test_checkpoint_module_does_not_import_the_result():
 def test_loss_codes_are_declared_once():
     from fastadmm import _sgd_kernels, kernels
 
-    assert _sgd_kernels.LOSS_CODE == _losses.LOSS_CODE
+    assert _sgd_kernels.LOSS_CODE is _losses.LOSS_CODE
     assert kernels.LOSS_CODE is _losses.LOSS_CODE
     with pytest.raises(ValueError, match="not elementwise"):
         kernels.output_z(np.zeros(3), np.zeros(3), np.zeros(3), 1.0, loss="cross_entropy")
