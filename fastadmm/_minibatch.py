@@ -110,25 +110,25 @@ class MiniBatchADMM:
         full = np.zeros((W1.shape[0], self.sizes[0]), W1.dtype)
         return _inputs.put_columns(full, W1, self.active, True)
 
-    def _kept_blocks(self, rows=_GATHER_ROWS):
-        """(rows, X[rows][:, active]) over the training rows in blocks (one buffer, reused): the
-        compacted rows without a compacted copy of X."""
+    def _first_layer_blocks(self, W1, rows=_GATHER_ROWS):
+        """(rows, W_1 [x; 1]) over the training rows in blocks, for a compact W_1: the blocks of X are
+        views (no copy, no gather); W_1 is widened to every feature instead, the left-out ones with
+        weight 0 (exact: they are 0 in every training row)."""
         X, N = self.X, self.X.shape[0]
-        if self.active is None:
-            for start in range(0, N, rows):
-                yield slice(start, min(start + rows, N)), X[start : start + rows]
-            return
-        buf = np.empty((min(rows, N), self.active.shape[0]), X.dtype)
+        W = W1 if self.active is None else self._expand(W1)
+        V, b = W[:, :-1].T, W[:, -1]
+        buf = np.empty((min(rows, N), W.shape[0]), X.dtype)
         for start in range(0, N, rows):
             stop = min(start + rows, N)
-            np.take(X[start:stop], self.active, axis=1, out=buf[: stop - start], mode="clip")
-            yield slice(start, stop), buf[: stop - start]
+            out = np.matmul(X[start:stop], V, out=buf[: stop - start])
+            out += b
+            yield slice(start, stop), out
 
     def train_outputs(self, weights):
         """(rows, outputs) blocks of a forward pass over the training rows for `weights` (from
-        compact_weights), the kept columns gathered block by block."""
-        for rows, block in self._kept_blocks():
-            yield rows, _losses.forward(weights, block, True)
+        compact_weights)."""
+        for rows, z1 in self._first_layer_blocks(weights[0]):
+            yield rows, _losses.later_layers(z1, weights[1:], overwrite=True)
 
     def compact_test(self, X_test):
         if self.active is None or X_test is None:
@@ -363,9 +363,16 @@ class MiniBatchADMM:
         G = np.zeros((n, n))
         R = np.zeros((n, self.T.shape[1]))
         F = np.empty((min(rows, X.shape[0]), n), np.float64)
-        for block, a in self._kept_blocks(rows):
+        if L == 1:  # no hidden layer: the features are the kept inputs themselves
+            blocks = ((slice(i, i + rows), X[i : i + rows] if self.active is None else
+                       np.take(X[i : i + rows], self.active, axis=1, mode="clip")) for i in range(0, X.shape[0], rows))
+        else:
+            blocks = self._first_layer_blocks(self.W[1], rows)
+        for block, a in blocks:
             start = block.start
-            for l in range(1, L):
+            if L > 1:
+                np.maximum(a, 0, out=a)
+            for l in range(2, L):
                 W = self.W[l]
                 a = a @ W[:, :-1].T
                 a += W[:, -1]

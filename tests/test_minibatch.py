@@ -326,3 +326,19 @@ def test_kept_columns_gathered_per_batch_equal_a_compacted_copy(sweep_order, K, 
     np.testing.assert_allclose(outputs, _losses.forward(ref.compact_weights(), X_compact, True), rtol=1e-10,
                                atol=1e-12)
     np.testing.assert_array_equal(p.compact_test(X), X_compact)
+
+
+def test_output_refit_without_hidden_layers_is_ridge_regression_on_the_inputs():
+    rng = np.random.default_rng(3)
+    X = rng.uniform(size=(90, 6))
+    X[:, 2] = 0.0  # a left-out feature (1 of 6): its weight stays 0
+    y = rng.integers(0, 3, 90)
+    res = fastadmm.train_admm(X, y, hidden=(), max_iter=2, random_state=0, tol=0, output_refit=1e-2)
+    F = np.hstack([X, np.ones((90, 1))])
+    G = F.T @ F
+    keep = [0, 1, 3, 4, 5, 6]
+    Gk = G[np.ix_(keep, keep)]
+    Gk = Gk + 1e-2 * np.trace(Gk) / len(keep) * np.eye(len(keep))
+    expected = np.zeros((3, 7))
+    expected[:, keep] = np.linalg.solve(Gk, F[:, keep].T @ np.eye(3)[y]).T
+    np.testing.assert_allclose(res.weights[0], expected, rtol=1e-9, atol=1e-12)
