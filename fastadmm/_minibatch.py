@@ -75,6 +75,10 @@ class MiniBatchADMM:
         self.H = [None] + [np.empty((B, widths[l]), dt) for l in range(1, L)]
         self.A_new = [None] + [np.empty((B, widths[l]), dt) for l in range(1, L)]
         self.R = [None] + [np.empty((B, widths[l]), dt) for l in range(1, L + 1)]
+        # M[l] = W_l [a_{l-1}; 1] of the batch's forward pass, reused while neither W_l nor a_{l-1} has
+        # changed since (m_valid[l]): the z-updates and W-update residuals need the same product.
+        self.M = [None] + [np.empty((B, widths[l]), dt) for l in range(1, L + 1)]
+        self.m_valid = [False] * (L + 1)
         self.lam0 = np.zeros((B, widths[L]), dt)  # the output update's multiplier: always 0 here
         self.beta, self.gamma = layer_penalties(settings.beta, settings.gamma, settings.depth_decay, L)
         self._shrink = 1.0 / (1.0 + settings.weight_decay)
@@ -167,14 +171,23 @@ class MiniBatchADMM:
         return out
 
     def _forward(self, B):
-        for l in range(1, self.L):
-            self._linear(l, B, self.Z[l][:B])
-            np.maximum(self.Z[l][:B], 0, out=self.A[l][:B])
-            self.H[l][:B] = self.A[l][:B]
+        for l in range(1, self.L + 1):
+            self._linear(l, B, self.M[l][:B])
+            if l < self.L:
+                np.maximum(self.M[l][:B], 0, out=self.A[l][:B])
+                self.H[l][:B] = self.A[l][:B]
+        self.m_valid = [False] + [True] * self.L
+
+    def _pre(self, l, B, out):
+        """out <- W_l [a_{l-1}; 1]: the forward pass's product while it is still current."""
+        if self.m_valid[l]:
+            np.copyto(out, self.M[l][:B])
+            return out
+        return self._linear(l, B, out)
 
     def _output_update(self, B):
         L = self.L
-        m = self._linear(L, B, self.Z[L][:B])
+        m = self._pre(L, B, self.Z[L][:B])
         lam = self.lam0[:B]
         if self.loss == "cross_entropy":
             return self.k.softmax_z_update(self.Tb[:B], m, lam, self.beta[L], False, m)
@@ -208,7 +221,7 @@ class MiniBatchADMM:
             _linalg.gemm_accumulate(out, R, Pt)
 
     def _z_update(self, l, B):
-        m = self._linear(l, B, self.Z[l][:B])
+        m = self._pre(l, B, self.Z[l][:B])
         zf = m.reshape(-1)
         return self.k.relu_z_update(self.A_new[l][:B].reshape(-1), zf, self.beta[l], self.gamma[l], zf,
                                     self.H[l][:B].reshape(-1))
@@ -218,7 +231,8 @@ class MiniBatchADMM:
         A, Wp = self.A[l - 1][:B], self.W[l]
         n = A.shape[1] + 1
         R = self.R[l][:B]
-        np.subtract(self.Z[l][:B], self._linear(l, B, R), out=R)  # z_l - W_prev a_{l-1}
+        np.subtract(self.Z[l][:B], self._pre(l, B, R), out=R)  # z_l - W_prev a_{l-1}
+        self.m_valid[l] = False  # W_l changes below
         Ad = A.astype(np.float64, copy=False)
         mean_diag = (float(np.vdot(Ad, Ad)) + B) / n  # mean diagonal of [a; 1][a; 1]^T
         if not np.isfinite(mean_diag) or not np.isfinite(R).all():
@@ -268,6 +282,7 @@ class MiniBatchADMM:
 
     def _shrink_weights(self):
         if self.s.weight_decay > 0:  # the proximal step of a ridge on the weights (not the biases)
+            self.m_valid = [False] * (self.L + 1)
             for l in range(1, self.L + 1):
                 self.W[l][:, :-1] *= self._shrink
 
@@ -325,6 +340,7 @@ class MiniBatchADMM:
                 sums[l - 1] += rz
                 sums[L + l - 1] += ra
                 self.A[l], self.A_new[l] = self.A_new[l], self.A[l]
+                self.m_valid[l + 1] = False  # its input a_l has changed
                 timings["a"] += t1 - t0
                 timings["z"] += time.perf_counter() - t1
             t0 = time.perf_counter()
