@@ -1,7 +1,7 @@
 """Pick the elementwise-kernel module for a backend name, once, with errors that say how to fix.
 
-All three modules expose ``relu_z_update``, ``output_z_update`` and ``softmax_z_update`` with the contract written in
-``_kernels_numpy.py``.
+All three modules implement the kernel API declared in ``fastadmm._kernel_api`` (the kernels, their
+parameters and contract, the loss codes and constants); ``get`` checks that a module it loads does.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import importlib.util
 import os
 from types import ModuleType
 
+from . import _kernel_api
+from ._kernel_api import KERNEL_ABI  # the Cython build's must equal it (tests read it here too)
 from ._settings import BACKENDS
-
-# Bumped whenever the compiled kernels' signatures change; a build that reports another value is stale.
-KERNEL_ABI = 2
 
 _REBUILD = (
     "Rebuild it from the project folder with `pip install -e .` (or `python setup.py build_ext "
@@ -77,6 +76,10 @@ def get(backend: str) -> ModuleType:
         module = importlib.import_module("fastadmm._kernels_numpy")
     else:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    try:
+        _kernel_api.check(module)
+    except ImportError as exc:
+        raise ImportError(f"backend={backend!r}: {exc}" + (". " + _REBUILD if backend == "cython" else "")) from None
     _cache[backend] = module
     return module
 

@@ -1,7 +1,15 @@
 # cython: language_level=3
-"""Compiled twins of ``_kernels_numpy.py`` (same names, same arguments, same results).
+"""The Cython twin of the z-update kernels (``_kernels_numba.py`` follows it function for function).
 
-The kernel contract is written in the docstring of ``fastadmm._kernels_numpy``.  Each kernel is one
+The kernels, their parameters, contract and constants are declared in ``fastadmm._kernel_api``
+(once, for the three twins); the constants below are compiled-in copies, which
+``fastadmm._backend`` checks against that declaration when it loads this module.  One function per
+job, in this order (the Numba twin's order too): ``_pairwise_sum``, ``_zero_tail``; the ReLU update
+(``_relu_one``, ``_relu_chunk``, ``relu_z_update``); the elementwise output update (``_output_one``,
+``_output_chunk``, ``output_z_update``); the softmax update (``_lse_shifted``,
+``_softmax_objective``, ``_softmax_start``, ``_softmax_row``, ``softmax_z_update``).
+
+Each elementwise kernel is one
 pass over its arrays, under ``nogil``, with no heap allocation.  One source serves float32 and
 float64 through the fused type ``floating``.  Every per-entry operation is carried out in the
 arrays' own dtype and in the same order as the NumPy backend, so the arrays written agree with it
@@ -29,9 +37,10 @@ from cython cimport floating
 from libc.math cimport exp, log, fabs, INFINITY, NAN
 from libc.stdlib cimport malloc, free
 
-# Checked by fastadmm._backend: bump it together with _backend.KERNEL_ABI when a signature changes.
+# Checked by fastadmm._backend: bump it together with _kernel_api.KERNEL_ABI when a signature changes.
 KERNEL_ABI = 2
 
+# The loss codes of fastadmm._kernel_api (from fastadmm._losses.LOSS_CODE), compiled in as literals.
 MSE = 0
 HINGE = 1
 
@@ -100,7 +109,7 @@ cdef inline void _relu_chunk(const floating* a, const floating* m, floating* z, 
 
 def relu_z_update(const floating[::1] a, const floating[::1] m, double beta, double gamma,
                   floating[::1] z_out, floating[::1] hz_out):
-    """z = argmin gamma*(a - relu(z))^2 + beta*(z - m)^2 entrywise; returns (sum (z-m)^2, sum (a-relu z)^2)."""
+    """Contract: fastadmm._kernel_api.RELU_Z_UPDATE."""
     cdef Py_ssize_t n = a.shape[0]
     cdef Py_ssize_t c0 = 0, cn
     # beta, gamma = dt(beta), dt(gamma); the denominator gamma + beta is formed in dt as in NumPy
@@ -210,7 +219,7 @@ cdef inline void _output_chunk(const floating* y, const floating* m, floating* l
 
 def output_z_update(const floating[::1] y, const floating[::1] m, floating[::1] lam, double beta,
                     int loss, bint lam_step, floating[::1] z_out):
-    """z = argmin loss(z, y) + lam*z + beta*(z - m)^2 entrywise; returns (loss_sum, lam_dot_z, rz)."""
+    """Contract: fastadmm._kernel_api.OUTPUT_Z_UPDATE."""
     cdef Py_ssize_t n = m.shape[0]
     cdef Py_ssize_t c0 = 0, cn
     cdef floating b = <floating>beta
@@ -254,17 +263,18 @@ def output_z_update(const floating[::1] y, const floating[::1] m, floating[::1] 
 
 
 # --------------------------------------------------------------------------------------------------
-# Softmax cross-entropy output z-update, per sample: the method, tolerance and results are in the
-# docstring of fastadmm._kernels_numpy; this is the same algorithm, line for line as the Numba twin
+# Softmax cross-entropy output z-update, per sample: the method, tolerance and results are in
+# fastadmm._kernel_api.SOFTMAX_Z_UPDATE; this is the same algorithm, line for line as the Numba twin
 # (_kernels_numba.py), one row at a time, all arithmetic in double.  The four K-length double
 # scratch vectors are malloc'ed once per call (never per sample) and freed before returning.
 # --------------------------------------------------------------------------------------------------
+# compiled-in copies of fastadmm._kernel_api's (checked by fastadmm._backend)
 SOFTMAX_MAX_ITER = 100
 SOFTMAX_TOL64 = 1e-10
 SOFTMAX_TOL32 = 1e-6
 
 cdef enum:
-    _SM_MAX_ITER = 100
+    _SOFTMAX_MAX_ITER = 100
 cdef double _ARMIJO = 1e-4
 cdef double _T_MIN = 1e-20
 cdef double _EPS64 = 2.220446049250313e-16
@@ -286,8 +296,8 @@ cdef inline double _lse_shifted(const double* z, double* e, Py_ssize_t K, double
     return Mx
 
 
-cdef inline double _sm_objective(const floating* y, const floating* m, const floating* lam, double beta,
-                                 const double* z, double Mx, double S, Py_ssize_t K) noexcept nogil:
+cdef inline double _softmax_objective(const floating* y, const floating* m, const floating* lam, double beta,
+                                      const double* z, double Mx, double S, Py_ssize_t K) noexcept nogil:
     # the objective at z (only to compare the two starting points)
     cdef Py_ssize_t k
     cdef double f = Mx + log(S), r
@@ -297,9 +307,9 @@ cdef inline double _sm_objective(const floating* y, const floating* m, const flo
     return f
 
 
-cdef inline double _sm_start(const floating* y, const floating* m, const floating* lam, double beta,
-                             double c, Py_ssize_t K, double* z, double* e, double* d, double* et,
-                             double* S) noexcept nogil:
+cdef inline double _softmax_start(const floating* y, const floating* m, const floating* lam, double beta,
+                                  double c, Py_ssize_t K, double* z, double* e, double* d, double* et,
+                                  double* S) noexcept nogil:
     # the starting point of the contract; writes z, e = exp(z - max z), S; returns max z
     cdef Py_ssize_t k, it, n
     cdef double w, wmax = -INFINITY, tau, h, q, f0, f1, Mx, M1, S1
@@ -327,11 +337,11 @@ cdef inline double _sm_start(const floating* y, const floating* m, const floatin
     Mx = _lse_shifted(z, e, K, S)
     if c >= _LOG_START_MAX_C:
         return Mx
-    f0 = _sm_objective(y, m, lam, beta, z, Mx, S[0], K)
+    f0 = _softmax_objective(y, m, lam, beta, z, Mx, S[0], K)
     for k in range(K):
         d[k] = z[k] + log(et[k]) if et[k] > 0.0 else z[k]
     M1 = _lse_shifted(d, et, K, &S1)
-    f1 = _sm_objective(y, m, lam, beta, d, M1, S1, K)
+    f1 = _softmax_objective(y, m, lam, beta, d, M1, S1, K)
     if f1 < f0:
         for k in range(K):
             z[k] = d[k]
@@ -341,9 +351,9 @@ cdef inline double _sm_start(const floating* y, const floating* m, const floatin
     return Mx
 
 
-cdef inline int _sm_row(const floating* y, const floating* m, const floating* lam, double beta,
-                        double c, double tol, Py_ssize_t K, double* z, double* e, double* d,
-                        double* et, double* Mx_out, double* S_out) noexcept nogil:
+cdef inline int _softmax_row(const floating* y, const floating* m, const floating* lam, double beta,
+                             double c, double tol, Py_ssize_t K, double* z, double* e, double* d,
+                             double* et, double* Mx_out, double* S_out) noexcept nogil:
     # one sample; returns the Newton steps taken, -1 for a non-finite gradient
     cdef Py_ssize_t k
     cdef int it = 0
@@ -356,7 +366,7 @@ cdef inline int _sm_row(const floating* y, const floating* m, const floating* la
         ymax = max(ymax, fabs(<double>y[k]))
         mmax = max(mmax, fabs(<double>m[k]))
     base = 1.0 + lmax + ymax + c * mmax
-    Mx = _sm_start(y, m, lam, beta, c, K, z, e, d, et, &S)
+    Mx = _softmax_start(y, m, lam, beta, c, K, z, e, d, et, &S)
     while True:
         invS = 1.0 / S
         gmax = 0.0
@@ -372,7 +382,7 @@ cdef inline int _sm_row(const floating* y, const floating* m, const floating* la
         S_out[0] = S
         if not finite:
             return -1
-        if gmax <= tol * (base + c * zmax) + 16.0 * _EPS64 * zmax or it == _SM_MAX_ITER:
+        if gmax <= tol * (base + c * zmax) + 16.0 * _EPS64 * zmax or it == _SOFTMAX_MAX_ITER:
             return it
         it += 1
         pu = 0.0
@@ -444,8 +454,7 @@ cdef inline int _sm_row(const floating* y, const floating* m, const floating* la
 
 def softmax_z_update(const floating[:, ::1] Y, const floating[:, ::1] M, floating[:, ::1] lam,
                      double beta, bint lam_step, floating[:, ::1] out):
-    """Per row i: z_i = argmin lse(z) - <y_i,z> + <lam_i,z> + beta ||z - m_i||^2 (safeguarded Newton);
-    lam += beta (z - M) when lam_step; returns (loss_sum, lam_dot_z, rz)."""
+    """Contract: fastadmm._kernel_api.SOFTMAX_Z_UPDATE."""
     cdef Py_ssize_t N = M.shape[0], K = M.shape[1], i, k
     cdef floating b = <floating>beta
     cdef double bd = <double>b
@@ -476,7 +485,7 @@ def softmax_z_update(const floating[:, ::1] Y, const floating[:, ::1] M, floatin
             mi = &M[i, 0]
             li = &lam[i, 0]
             oi = &out[i, 0]
-            it = _sm_row(yi, mi, li, bd, c, tol, K, z, e, d, et, &Mx, &S)
+            it = _softmax_row(yi, mi, li, bd, c, tol, K, z, e, d, et, &Mx, &S)
             if it < 0:
                 for k in range(K):
                     z[k] = NAN

@@ -1,8 +1,16 @@
-"""Numba twins of the compiled kernels (same names, arguments and results as ``_kernels_numpy.py``).
+"""The Numba twin of the z-update kernels: ``_kernels.pyx`` function for function.
 
-The kernel contract is written in the docstring of ``fastadmm._kernels_numpy``.  Each function is
-compiled once per dtype (float32, float64) and cached on disk (``cache=True``); ``warmup()``
-compiles every signature the training loop uses, so a caller can time compilation apart.
+The kernels, their parameters, contract and constants are declared in ``fastadmm._kernel_api``
+(once, for the three twins).  This file follows the Cython file's structure, one function per job
+in the same order, so the two read side by side: ``_pairwise_sum``, ``_zero_tail``; the ReLU update
+(``_relu_one`` one entry, ``_relu_chunk`` one chunk, ``relu_z_update`` the walk over chunks); the
+elementwise output update (``_output_one``, ``_output_chunk``, ``output_z_update``); the softmax
+update (``_lse_shifted``, ``_softmax_objective``, ``_softmax_start``, ``_softmax_row``,
+``softmax_z_update``).  Where Cython passes an entry's outputs by pointer, the Numba helper takes the
+chunk's arrays and the index ``j``.  Only ``warmup`` (at the end) has no Cython counterpart.
+
+Each function is compiled once per dtype (float32, float64) and cached on disk (``cache=True``);
+``warmup()`` compiles every signature the training loop uses, so a caller can time compilation apart.
 
 Exactness: every per-entry operation is carried out in the arrays' dtype (the Python-float scalars
 are first rounded to it with ``dt(beta)``, as the NumPy backend does, and every constant is a ``dt``
@@ -10,18 +18,22 @@ constant, since Numba would promote ``float32 op int`` to float64) and in the Nu
 without ``fastmath`` (no reassociation, no FMA contraction, IEEE NaN and signed-zero rules kept),
 so the arrays written agree with the NumPy backend bit for bit.  Sums are float64.  The exception
 is ``softmax_z_update``, an iterative per-sample solve whose exp and log differ from NumPy's in the
-last bits: it agrees with the NumPy backend to its stated tolerance.
+last bits: it agrees with the NumPy backend to its declared tolerance.
 
 Speed: as in the Cython kernels, each chunk of ``CHUNK`` entries is handled by a flat loop that
 writes the outputs and each entry's float64 sum terms to small buffers, then the buffers are summed
 pairwise by halving; neither loop is a serial floating-point reduction, so LLVM vectorises both
-without fastmath.
+without fastmath.  The per-entry and per-chunk helpers are ``inline="always"`` (inlined into the
+Numba IR before typing), so the loops LLVM sees are the same as with the entry written in the loop.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+# the API constants (this module exposes them too)
+from ._kernel_api import HINGE, MSE, SOFTMAX_MAX_ITER, SOFTMAX_TOL32, SOFTMAX_TOL64  # noqa: F401
 
 CHUNK = 256  # entries per chunk (a power of two: the buffers are summed by halving)
 
@@ -38,38 +50,54 @@ def _pairwise_sum(buf):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _relu_chunk(a_c, m_c, g, b, gb, z_c, hz_c, buf_rz, buf_ra):
-    # One chunk of the ReLU update: writes z_c, hz_c and the squared residuals into the buffers.
+def _zero_tail(buf, start):
+    # buf[start:CHUNK] = 0 (only the last, partial chunk)
+    for j in range(start, CHUNK):
+        buf[j] = 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# ReLU z-update (the NumPy backend's formulas are written beside each step of _relu_one)
+# --------------------------------------------------------------------------------------------------
+@njit(cache=True, nogil=True, inline="always")
+def _relu_one(a_c, m_c, j, g, b, gb, z_c, hz_c, buf_rz, buf_ra):
+    # One entry j of the ReLU update: writes z_c[j], hz_c[j] and its squared residuals buf_*[j].
     zero = m_c.dtype.type(0)
+    ai = a_c[j]
+    mi = m_c[j]  # read before z is written: z_out may be m
+    # zp = np.maximum((gamma*a + beta*m) / (gamma + beta), 0); zn = np.minimum(m, 0)
+    t = (g * ai + b * mi) / gb
+    zp = zero if t < zero else t
+    zn = zero if mi > zero else mi
+    # fp = gamma*(a - zp)**2 + beta*(zp - m)**2; fn = gamma*a**2 + beta*(zn - m)**2
+    dp = ai - zp
+    ep = zp - mi
+    en = zn - mi
+    fp = g * (dp * dp) + b * (ep * ep)
+    fn = g * (ai * ai) + b * (en * en)
+    # keep_p = fp <= fn (ties go to zp); z = where(keep_p, zp, zn); hz = where(keep_p, zp, 0)
+    keep_p = fp <= fn
+    zi = zp if keep_p else zn
+    hi = zp if keep_p else zero
+    # rz = float64(z - m)**2, ra = float64(a - hz)**2
+    r = np.float64(zi - mi)
+    q = np.float64(ai - hi)
+    z_c[j] = zi
+    hz_c[j] = hi
+    buf_rz[j] = r * r
+    buf_ra[j] = q * q
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _relu_chunk(a_c, m_c, g, b, gb, z_c, hz_c, buf_rz, buf_ra):
+    # z_c, hz_c = the elementwise update; buf_rz[:cn], buf_ra[:cn] = the squared residuals
     for j in range(z_c.shape[0]):
-        ai = a_c[j]
-        mi = m_c[j]  # read before z is written: z_out may be m
-        # zp = np.maximum((gamma*a + beta*m) / (gamma + beta), 0); zn = np.minimum(m, 0)
-        t = (g * ai + b * mi) / gb
-        zp = zero if t < zero else t
-        zn = zero if mi > zero else mi
-        # fp = gamma*(a - zp)**2 + beta*(zp - m)**2; fn = gamma*a**2 + beta*(zn - m)**2
-        dp = ai - zp
-        ep = zp - mi
-        en = zn - mi
-        fp = g * (dp * dp) + b * (ep * ep)
-        fn = g * (ai * ai) + b * (en * en)
-        # keep_p = fp <= fn (ties go to zp); z = where(keep_p, zp, zn); hz = where(keep_p, zp, 0)
-        keep_p = fp <= fn
-        zi = zp if keep_p else zn
-        hi = zp if keep_p else zero
-        # rz = float64(z - m)**2, ra = float64(a - hz)**2
-        r = np.float64(zi - mi)
-        q = np.float64(ai - hi)
-        z_c[j] = zi
-        hz_c[j] = hi
-        buf_rz[j] = r * r
-        buf_ra[j] = q * q
+        _relu_one(a_c, m_c, j, g, b, gb, z_c, hz_c, buf_rz, buf_ra)
 
 
 @njit(cache=True, nogil=True)
 def relu_z_update(a, m, beta, gamma, z_out, hz_out):
-    """z = argmin gamma*(a - relu(z))^2 + beta*(z - m)^2 entrywise; returns (sum (z-m)^2, sum (a-relu z)^2)."""
+    """Contract: fastadmm._kernel_api.RELU_Z_UPDATE."""
     dt = m.dtype.type
     b = dt(beta)  # beta, gamma = dt(beta), dt(gamma)
     g = dt(gamma)
@@ -92,9 +120,9 @@ def relu_z_update(a, m, beta, gamma, z_out, hz_out):
             _relu_chunk(a_c, z_c, g, b, gb, z_c, hz_c, buf_rz, buf_ra)
         else:
             _relu_chunk(a_c, m[c0 : c0 + cn], g, b, gb, z_c, hz_c, buf_rz, buf_ra)
-        for j in range(cn, CHUNK):  # only the last, partial chunk
-            buf_rz[j] = 0.0
-            buf_ra[j] = 0.0
+        if cn < CHUNK:
+            _zero_tail(buf_rz, cn)
+            _zero_tail(buf_ra, cn)
         # rz = float(np.dot(z - m, z - m)); ra = float(np.dot(a - hz, a - hz))  (up to summation order)
         rz += _pairwise_sum(buf_rz)
         ra += _pairwise_sum(buf_ra)
@@ -102,38 +130,26 @@ def relu_z_update(a, m, beta, gamma, z_out, hz_out):
     return rz, ra
 
 
+# --------------------------------------------------------------------------------------------------
+# Output z-update (the NumPy backend's formulas are written beside each step of _output_one)
+# --------------------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True, inline="always")
-def _mse_chunk(y_c, m_c, lam_c, z_c, b, bp1, lam_step, buf_loss, buf_lz, buf_rz):
-    # One chunk of the mse update.  Called with a literal lam_step: after inlining, LLVM folds the
-    # branch on it, so the loop has no control flow and vectorises.
-    two = m_c.dtype.type(2)
-    for j in range(z_c.shape[0]):
-        yi = y_c[j]
-        mi = m_c[j]  # read before z is written: z_out may be m
-        li = lam_c[j]
+def _output_one(y_c, m_c, lam_c, z_c, j, b, bp1, c2b, s, hinge, lam_step, buf_loss, buf_lz, buf_rz):
+    # One entry j of the output update: writes z_c[j] (lam_c[j] when lam_step) and its sum terms
+    # buf_*[j].  Called with literal hinge and lam_step: after inlining, LLVM folds the branches on
+    # them, so each loop has no control flow and vectorises.
+    dt = m_c.dtype.type
+    zero, one, two, half = dt(0), dt(1), dt(2), dt(0.5)
+    yi = y_c[j]
+    mi = m_c[j]  # read before z is written: z_out may be m
+    li = lam_c[j]
+    if not hinge:
         # z = (y - lam/2 + beta*m) / (1 + beta); loss = float64(z - y)**2
         zi = (yi - li / two + b * mi) / bp1
         zd = np.float64(zi)
         dl = zd - np.float64(yi)
-        r = zi - mi
-        rd = np.float64(r)
-        buf_loss[j] = dl * dl
-        buf_lz[j] = np.float64(li) * zd  # lam_old * z
-        buf_rz[j] = rd * rd
-        z_c[j] = zi
-        if lam_step:
-            lam_c[j] = li + b * r  # lam += beta*(z - m), in the array dtype
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _hinge_chunk(y_c, m_c, lam_c, z_c, b, c2b, s, lam_step, buf_loss, buf_lz, buf_rz):
-    # One chunk of the hinge update (see _mse_chunk for lam_step).
-    dt = m_c.dtype.type
-    zero, one, half = dt(0), dt(1), dt(0.5)
-    for j in range(z_c.shape[0]):
-        yi = y_c[j]
-        mi = m_c[j]  # read before z is written: z_out may be m
-        li = lam_c[j]
+        loss2 = dl * dl
+    else:
         # t = m - lam/(2*beta), s = 1/(2*beta);
         # z = where(y > 0.5, max(t, min(1, t + s)), min(t, max(0, t - s)))
         pos = yi > half
@@ -148,40 +164,47 @@ def _hinge_chunk(y_c, m_c, lam_c, z_c, b, c2b, s, lam_step, buf_loss, buf_lz, bu
         zd = np.float64(zi)
         # loss = max(1 - z, 0) where y = 1, max(z, 0) where y = 0 (in float64)
         dl = (1.0 - zd) if pos else zd
-        r = zi - mi
-        rd = np.float64(r)
-        buf_loss[j] = 0.0 if dl < 0.0 else dl
-        buf_lz[j] = np.float64(li) * zd  # lam_old * z
-        buf_rz[j] = rd * rd
-        z_c[j] = zi
-        if lam_step:
-            lam_c[j] = li + b * r  # lam += beta*(z - m), in the array dtype
+        loss2 = 0.0 if dl < 0.0 else dl
+    r = zi - mi
+    rd = np.float64(r)
+    buf_loss[j] = loss2
+    buf_lz[j] = np.float64(li) * zd  # lam_old * z
+    buf_rz[j] = rd * rd
+    z_c[j] = zi
+    if lam_step:
+        lam_c[j] = li + b * r  # lam += beta*(z - m), in the array dtype
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _output_chunk(y_c, m_c, lam_c, z_c, b, bp1, c2b, s, hinge, step, buf_loss, buf_lz, buf_rz):
-    # one inlined loop per (loss, lam_step), each with literal flags
+    # z_c (and lam_c) = the elementwise update; buf_*[:cn] = the per-entry sum terms.  One loop copy
+    # per (loss, lam_step), each calling _output_one with literal flags, so that no flag is tested
+    # inside a loop.
     if not hinge and step:
-        _mse_chunk(y_c, m_c, lam_c, z_c, b, bp1, True, buf_loss, buf_lz, buf_rz)
+        for j in range(z_c.shape[0]):
+            _output_one(y_c, m_c, lam_c, z_c, j, b, bp1, c2b, s, False, True, buf_loss, buf_lz, buf_rz)
     elif not hinge:
-        _mse_chunk(y_c, m_c, lam_c, z_c, b, bp1, False, buf_loss, buf_lz, buf_rz)
+        for j in range(z_c.shape[0]):
+            _output_one(y_c, m_c, lam_c, z_c, j, b, bp1, c2b, s, False, False, buf_loss, buf_lz, buf_rz)
     elif step:
-        _hinge_chunk(y_c, m_c, lam_c, z_c, b, c2b, s, True, buf_loss, buf_lz, buf_rz)
+        for j in range(z_c.shape[0]):
+            _output_one(y_c, m_c, lam_c, z_c, j, b, bp1, c2b, s, True, True, buf_loss, buf_lz, buf_rz)
     else:
-        _hinge_chunk(y_c, m_c, lam_c, z_c, b, c2b, s, False, buf_loss, buf_lz, buf_rz)
+        for j in range(z_c.shape[0]):
+            _output_one(y_c, m_c, lam_c, z_c, j, b, bp1, c2b, s, True, False, buf_loss, buf_lz, buf_rz)
 
 
 @njit(cache=True, nogil=True)
 def output_z_update(y, m, lam, beta, loss, lam_step, z_out):
-    """z = argmin loss(z, y) + lam*z + beta*(z - m)^2 entrywise; returns (loss_sum, lam_dot_z, rz)."""
-    if loss != 0 and loss != 1:
+    """Contract: fastadmm._kernel_api.OUTPUT_Z_UPDATE."""
+    if loss != MSE and loss != HINGE:
         raise ValueError("loss code must be 0 (mse) or 1 (hinge)")
     dt = m.dtype.type
     b = dt(beta)
     bp1 = dt(1) + b  # dt(1) + beta
     c2b = dt(2) * b  # dt(2) * beta
     s = dt(1) / c2b  # dt(1) / (dt(2) * beta)
-    hinge = loss == 1
+    hinge = loss == HINGE
     step = bool(lam_step)
     same = m.ctypes.data == z_out.ctypes.data  # z_out is m (see relu_z_update)
     n = m.shape[0]
@@ -200,10 +223,10 @@ def output_z_update(y, m, lam, beta, loss, lam_step, z_out):
             _output_chunk(y_c, z_c, lam_c, z_c, b, bp1, c2b, s, hinge, step, buf_loss, buf_lz, buf_rz)
         else:
             _output_chunk(y_c, m[c0 : c0 + cn], lam_c, z_c, b, bp1, c2b, s, hinge, step, buf_loss, buf_lz, buf_rz)
-        for j in range(cn, CHUNK):  # only the last, partial chunk
-            buf_loss[j] = 0.0
-            buf_lz[j] = 0.0
-            buf_rz[j] = 0.0
+        if cn < CHUNK:
+            _zero_tail(buf_loss, cn)
+            _zero_tail(buf_lz, cn)
+            _zero_tail(buf_rz, cn)
         # loss_sum += sum(loss(z, y)); lam_dot_z += np.dot(lam_old, z); rz += np.dot(z - m, z - m)
         loss_sum += _pairwise_sum(buf_loss)
         lam_dot_z += _pairwise_sum(buf_lz)
@@ -212,34 +235,10 @@ def output_z_update(y, m, lam, beta, loss, lam_step, z_out):
     return loss_sum, lam_dot_z, rz
 
 
-def warmup():
-    """Compile (or load from the cache) every signature used: float32 and float64, both losses and
-    the softmax update, with and without the lam step.  Returns nothing."""
-    for dt in (np.float32, np.float64):
-        a = np.array([0.5, -1.0, 2.0], dtype=dt)
-        m = np.array([-0.5, 1.0, 0.0], dtype=dt)
-        y = np.array([1.0, 0.0, 1.0], dtype=dt)
-        z = np.empty(3, dtype=dt)
-        hz = np.empty(3, dtype=dt)
-        relu_z_update(a, m, 1.0, 10.0, z, hz)
-        for loss in (0, 1):
-            for lam_step in (False, True):
-                lam = np.zeros(3, dtype=dt)
-                output_z_update(y, m, lam, 1.0, loss, lam_step, z)
-        Y = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=dt)
-        M2 = np.array([[0.5, -1.0], [2.0, 0.0]], dtype=dt)
-        Z2 = np.empty((2, 2), dtype=dt)
-        for lam_step in (False, True):
-            softmax_z_update(Y, M2, np.zeros((2, 2), dtype=dt), 1.0, lam_step, Z2)
-
-
 # --------------------------------------------------------------------------------------------------
-# Softmax cross-entropy output z-update (per sample, a small strongly convex problem; see the
-# docstring of fastadmm._kernels_numpy for the method, the tolerance and the results).
+# Softmax cross-entropy output z-update, per sample: the method, tolerance and results are in
+# fastadmm._kernel_api.SOFTMAX_Z_UPDATE; the same algorithm, line for line, as the Cython twin.
 # --------------------------------------------------------------------------------------------------
-SOFTMAX_MAX_ITER = 100  # Newton iterations per sample, at most (at most 26 needed: benchmarks/softmax_newton_steps.py)
-SOFTMAX_TOL64 = 1e-10  # relative gradient tolerance, float64 arrays
-SOFTMAX_TOL32 = 1e-6  # relative gradient tolerance, float32 arrays
 _ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
 _T_MIN = 1e-20  # smallest step length tried; below it the sample stops where it is
 _EPS64 = 2.220446049250313e-16
@@ -263,8 +262,8 @@ def _lse_shifted(z, e):
 
 
 @njit(cache=True, nogil=True)
-def _softmax_objective_shifted(y, m, lam, beta, z, Mx, S):
-    # f(z) - <y - lam, ...> evaluated directly (only to compare two starting points)
+def _softmax_objective(y, m, lam, beta, z, Mx, S):
+    # the objective at z, with Mx = max z and S = sum exp(z - Mx) (only to compare the two starting points)
     f = Mx + np.log(S)
     for k in range(z.shape[0]):
         r = z[k] - np.float64(m[k])
@@ -304,11 +303,11 @@ def _softmax_start(y, m, lam, beta, c, z, e, d, et):
     Mx, S = _lse_shifted(z, e)
     if c >= _LOG_START_MAX_C:
         return Mx, S
-    f0 = _softmax_objective_shifted(y, m, lam, beta, z, Mx, S)
+    f0 = _softmax_objective(y, m, lam, beta, z, Mx, S)
     for k in range(K):
         d[k] = z[k] + np.log(et[k]) if et[k] > 0.0 else z[k]
     M1, S1 = _lse_shifted(d, et)
-    f1 = _softmax_objective_shifted(y, m, lam, beta, d, M1, S1)
+    f1 = _softmax_objective(y, m, lam, beta, d, M1, S1)
     if f1 < f0:
         for k in range(K):
             z[k] = d[k]
@@ -427,8 +426,7 @@ def _softmax_row(y, m, lam, beta, c, tol, z, e, d, et):
 
 @njit(cache=True, nogil=True)
 def softmax_z_update(Y, M, lam, beta, lam_step, out):
-    """Per row i: z_i = argmin lse(z) - <y_i,z> + <lam_i,z> + beta ||z - m_i||^2 (safeguarded Newton);
-    lam += beta (z - M) when lam_step; returns (loss_sum, lam_dot_z, rz)."""
+    """Contract: fastadmm._kernel_api.SOFTMAX_Z_UPDATE."""
     N = M.shape[0]
     K = M.shape[1]
     dt = M.dtype.type
@@ -484,3 +482,24 @@ def softmax_z_update(Y, M, lam, beta, lam_step, out):
             if lam_step:
                 li[k] = lk + b * r  # lam += beta*(z - m), in the array dtype
     return loss_sum, lam_dot_z, rz
+
+
+def warmup():
+    """Compile (or load from the cache) every signature used: float32 and float64, both losses and
+    the softmax update, with and without the lam step.  Returns nothing."""
+    for dt in (np.float32, np.float64):
+        a = np.array([0.5, -1.0, 2.0], dtype=dt)
+        m = np.array([-0.5, 1.0, 0.0], dtype=dt)
+        y = np.array([1.0, 0.0, 1.0], dtype=dt)
+        z = np.empty(3, dtype=dt)
+        hz = np.empty(3, dtype=dt)
+        relu_z_update(a, m, 1.0, 10.0, z, hz)
+        for loss in (0, 1):
+            for lam_step in (False, True):
+                lam = np.zeros(3, dtype=dt)
+                output_z_update(y, m, lam, 1.0, loss, lam_step, z)
+        Y = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=dt)
+        M2 = np.array([[0.5, -1.0], [2.0, 0.0]], dtype=dt)
+        Z2 = np.empty((2, 2), dtype=dt)
+        for lam_step in (False, True):
+            softmax_z_update(Y, M2, np.zeros((2, 2), dtype=dt), 1.0, lam_step, Z2)

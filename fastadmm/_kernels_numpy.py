@@ -1,71 +1,22 @@
-"""The NumPy backend: vectorised twins of the compiled kernels (same names, same arguments).
+"""The NumPy twin of the z-update kernels: vectorised, the reference the compiled twins match.
 
-Kernel contract (shared by ``_kernels.pyx`` and ``_kernels_numba.py``):
-
-* every array argument is 1-D, C-contiguous, of one floating dtype (float32 or float64), and all
-  have the same length; scalars are Python floats; nothing is validated here (the caller does);
-* outputs are written into the ``*_out`` arrays; ``z_out`` may be the same array as ``m``
-  (each entry is read before it is written);
-* sums are accumulated and returned in float64.
-
-``relu_z_update(a, m, beta, gamma, z_out, hz_out) -> (rz, ra)``
-    For each entry, z = argmin_z gamma*(a - relu(z))^2 + beta*(z - m)^2 (ALGORITHM.md):
-    candidates zp = max(0, (gamma*a + beta*m)/(gamma + beta)) and zn = min(0, m); zp is kept when
-    its objective is <= that of zn (ties go to zp).  Writes z to z_out and relu(z) to hz_out.
-    Returns rz = sum (z - m)^2 and ra = sum (a - relu(z))^2, so the layer's objective term is
-    gamma*ra + beta*rz.
-
-``output_z_update(y, m, lam, beta, loss, lam_step, z_out) -> (loss_sum, lam_dot_z, rz)``
-    z = argmin_z loss(z, y) + lam*z + beta*(z - m)^2 entrywise, loss 0 = squared error (z - y)^2,
-    1 = hinge for 0/1 targets.  Then, when lam_step is true, lam += beta*(z - m) in place.
-    Returns loss_sum = sum loss(z, y), lam_dot_z = sum lam_old*z and rz = sum (z - m)^2.
-
-``softmax_z_update(Y, M, lam, beta, lam_step, out) -> (loss_sum, lam_dot_z, rz)``
-    The softmax cross-entropy output update, per sample (row) i of the C-contiguous (N, K) arrays
-    (K >= 1; here, unlike above, the arrays are 2-D):
-        z_i = argmin_z  CE(z, y_i) + <lam_i, z> + beta ||z - m_i||^2,  CE(z, y) = logsumexp(z) - <y, z>,
-    strongly convex (Hessian diag(p) - p p^T + 2 beta I, p = softmax(z)), for any real y (a one-hot
-    or probability vector in use).  Then, when lam_step is true, lam += beta*(z - m) in place (in
-    the dtype, as output_z_update).  Returns loss_sum = sum_i CE(z_i, y_i) (at the stored z),
-    lam_dot_z = sum lam_old*z and rz = sum (z - m)^2, in float64: the same three sums, in the same
-    order and meaning, as output_z_update, so a driver treats both alike.  ``out`` may be ``M``.
-
-    Method (the same in every backend; all arithmetic in float64, also for float32 arrays, whose
-    values are rounded to float32 only when stored), with c = 2 beta (beta first rounded to the
-    dtype):
-    * start: q = the Euclidean projection of w = y - lam + c m onto the probability simplex and
-      z0 = m + (y - lam - q)/c, the exact solution as c -> 0 up to O(log) terms (from the dual,
-      max_q H(q) - ||q - w||^2/(2c)); when c < 0.1, also z0 + log(q) on the support of q, keeping
-      whichever has the smaller objective (measured: that cuts the Newton steps for beta <= 1e-2
-      and never changed them for beta >= 0.1).  For large c, z0 is within 2/c of the solution.
-    * Newton steps d = -H^-1 g, g = p - y + lam + c (z - m), in O(K) by Sherman-Morrison
-      (H = D - p p^T, D = diag(p + c); 1 - p^T D^-1 p is formed as c sum p/D, without cancellation);
-    * a backtracking line search (Armijo, constant 1e-4; trial steps by safeguarded quadratic
-      interpolation within [t/10, t/2]) on the objective change, computed as a difference
-      (lse(z + t d) - lse(z)) + t <lam - y + c(z - m), d> + beta t^2 ||d||^2, each lse shifted by its
-      own maximum (no overflow, no cancellation of large objective values).  A step is accepted when
-      it decreases the objective by Armijo's rule, or, when the change is within the rounding of its
-      computation (16 eps (1 + max|z| + t max|d| + |t a1| + t^2 a2)), when it lowers max|g|.  So the
-      objective never increases beyond rounding.  If no step is accepted down to t = 1e-20, the
-      sample stops where it is (no progress is possible at the rounding level);
-    * stop when max_k |g_k| <= tol (1 + max|lam_i| + max|y_i| + c max|m_i| + c max|z|) + 16 eps max|z|
-      with tol = 1e-10 for float64 arrays and 1e-6 for float32 arrays (eps = 2^-52): the first term
-      is relative to the gradient's terms, the second is the gradient noise from rounding z itself
-      (a relative change eps of z moves p by up to about 3 eps max|z|); or after 100 Newton steps.
-      Measured: at most 26 steps over K = 2, 10, 100, beta = 1e-8 ... 1e8, |m| up to 1e6.
-    A sample with a non-finite gradient at the start (a NaN or inf input, or overflow) gets z = NaN.
-    The compiled kernels use K-length scratch buffers made once per call, never per sample.
+The kernels, their parameters, contract and constants are declared in ``fastadmm._kernel_api``
+(once, for the three twins); the Cython (``_kernels.pyx``) and Numba (``_kernels_numba.py``) twins
+write the same arrays bit for bit, except ``softmax_z_update`` (to its declared tolerance).  Same
+order of jobs as the compiled twins: the ReLU update, the elementwise output update, then the
+softmax update with its helpers.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-MSE = 0
-HINGE = 1
+# the API constants (this module exposes them too)
+from ._kernel_api import HINGE, MSE, SOFTMAX_MAX_ITER, SOFTMAX_TOL32, SOFTMAX_TOL64  # noqa: F401
 
 
 def relu_z_update(a, m, beta, gamma, z_out, hz_out):
+    """Contract: fastadmm._kernel_api.RELU_Z_UPDATE."""
     dt = m.dtype.type
     beta, gamma = dt(beta), dt(gamma)
     zp = np.maximum((gamma * a + beta * m) / (gamma + beta), dt(0))
@@ -101,6 +52,7 @@ def _loss_values(z, y, loss):
 
 
 def output_z_update(y, m, lam, beta, loss, lam_step, z_out):
+    """Contract: fastadmm._kernel_api.OUTPUT_Z_UPDATE."""
     z = _output_z(y, m, lam, beta, loss)
     r = (z - m).astype(np.float64)
     loss_sum = float(_loss_values(z.astype(np.float64), y.astype(np.float64), loss).sum())
@@ -111,9 +63,6 @@ def output_z_update(y, m, lam, beta, loss, lam_step, z_out):
     return loss_sum, lam_dot_z, float(np.dot(r, r))
 
 
-SOFTMAX_MAX_ITER = 100
-SOFTMAX_TOL64 = 1e-10
-SOFTMAX_TOL32 = 1e-6
 _ARMIJO = 1e-4
 _T_MIN = 1e-20
 _EPS64 = 2.220446049250313e-16
@@ -224,6 +173,7 @@ def _softmax_solve(y, m, lam, beta, c, tol):
 
 
 def softmax_z_update(Y, M, lam, beta, lam_step, out):
+    """Contract: fastadmm._kernel_api.SOFTMAX_Z_UPDATE."""
     dt = M.dtype.type
     b = dt(beta)
     bd = float(b)

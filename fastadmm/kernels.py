@@ -1,8 +1,10 @@
 """Public, validated access to the elementwise z-update kernels.
 
-These return the exact elementwise minimisers of ALGORITHM.md (and, for the softmax
-cross-entropy, the per-sample minimiser to the tolerance documented in ``_kernels_numpy``); the training loop calls the same
-kernels through ``out=`` buffers.  Inputs are converted once here (the kernels never check).
+These return the exact elementwise minimisers of docs/ALGORITHM.md (3.3, 3.4) (and, for the softmax
+cross-entropy, the per-sample minimiser to the tolerance declared in ``fastadmm._kernel_api``); the
+training loop calls the same kernels through ``out=`` buffers.  The kernels' API (names, parameters,
+contract) is declared in ``fastadmm._kernel_api``.  Inputs are converted once here (the kernels never
+check).
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def softmax_z(y, m, lam, beta, *, backend="cython", out=None):
     vector (a one-hot target, or soft labels).  The result has their shape and a floating dtype
     (float32 if `m` and `lam` are float32, else float64).  It is found by a safeguarded Newton
     method per sample to a relative gradient tolerance of 1e-10 (float64) or 1e-6 (float32),
-    as documented in ``fastadmm._kernels_numpy``; `lam` is left unchanged.
+    as declared in ``fastadmm._kernel_api``; `lam` is left unchanged.
     """
     beta = _scalar("beta", beta)
     y, m, lam = np.asarray(y), np.asarray(m), np.asarray(lam)
