@@ -65,6 +65,10 @@ VARIANTS = {
     "batch_64": {"batch_size": 64},
     "no_refit": {"output_refit": 0.0},
     "prox_1.5": {"prox": 1.5},
+    # weaker propagation of the targets (beta = gamma = 0.1, depth_decay 0.3 / 0.2 / 0.15)
+    "penalties_0.1_0.1_0.3": {"beta": 0.1, "gamma": 0.1, "depth_decay": 0.3},
+    "penalties_0.1_0.1_0.2": {"beta": 0.1, "gamma": 0.1, "depth_decay": 0.2},
+    "penalties_0.1_0.1_0.15": {"beta": 0.1, "gamma": 0.1, "depth_decay": 0.15},
     # each output width's defaults on the other's tasks (why there are two)
     "multi_defaults": {k: v for k, v in MINI_BATCH.items()},
     "one_output_defaults": {k: v for k, v in MINI_BATCH_ONE_OUTPUT.items()},
