@@ -1,4 +1,4 @@
-"""Newton steps of the softmax output update per sample (the figure in _kernels_numba.SOFTMAX_MAX_ITER's comment).
+"""Newton steps of the softmax output update per sample (the figure in the comment of _kernel_api.SOFTMAX_MAX_ITER).
 
 Run: NUMBA_NUM_THREADS=1 python benchmarks/softmax_newton_steps.py   (K = 2, 10, 100; beta 1e-8 .. 1e8; |m| up to 1e6)
 """

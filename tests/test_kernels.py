@@ -1,7 +1,7 @@
 """The elementwise z-update kernels, every backend, against the slow reference and brute force.
 
 Every backend ("cython", "numba", "numpy") is checked through its low-level module
-(``fastadmm._backend.get(name)``, the kernel contract of ``_kernels_numpy.py``) and through the
+(``fastadmm._backend.get(name)``, the kernel contract of ``_kernel_api.py``) and through the
 public ``fastadmm.kernels.relu_z`` / ``output_z``, in float32 and float64, once per build that is
 available here (``conftest.py``: the portable and the AVX2 build of the Cython kernels, Numba,
 NumPy); an absent build's tests skip with the reason (``FASTADMM_REQUIRE_BACKENDS`` makes them fail).

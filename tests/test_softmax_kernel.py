@@ -1,7 +1,7 @@
 """The softmax cross-entropy output z-update, every backend, against the slow reference and brute force.
 
 Per sample (row) the kernel solves  z = argmin_z f(z),  f(z) = CE(z, y) + <lam, z> + beta ||z - m||^2,
-CE(z, y) = logsumexp(z) - <y, z>, by Newton's method (``fastadmm._kernels_numpy`` documents it).
+CE(z, y) = logsumexp(z) - <y, z>, by Newton's method (``fastadmm._kernel_api.SOFTMAX_Z_UPDATE`` documents it).
 The reference (``reference.softmax_z_one``) shares nothing with it: a 1-D root search in
 logsumexp(z) through the Wright omega function.  Brute force knows only the objective.
 
