@@ -275,9 +275,11 @@ def check_args(args) -> None:
     if args.hidden is None:
         args.hidden = list(DEFAULT_HIDDEN_ALL if kind == "all" else DEFAULT_HIDDEN)
     if args.iterations is None:
-        from .._settings import MINI_BATCH
+        from .._settings import method_defaults
 
-        args.iterations = DEFAULT_ITERATIONS if args.admm_batch_size == "full" else MINI_BATCH["max_iter"]
+        n_outputs = _losses.n_outputs(len(args.classes), args.loss) if args.loss in _losses.LOSSES else 1
+        args.iterations = (DEFAULT_ITERATIONS if args.admm_batch_size == "full"
+                           else method_defaults(args.admm_batch_size, n_outputs)["max_iter"])
     seeds = list(dict.fromkeys(args.seeds))
     if len(seeds) != len(args.seeds):
         raise UsageError(f"--seeds: each seed once, got {' '.join(map(str, args.seeds))}")
