@@ -182,12 +182,12 @@ class ADMMSettings:
     # Stop with status "diverged" when the objective exceeds its first finite value by this factor.
     divergence_factor: float = 1e12
     # Rows per mini-batch (docs/ALGORITHM.md, section 6): an iteration is then one epoch over shuffled
-    # batches, each started by a forward pass and updated by `batch_sweeps` sweeps (targets top down,
-    # then a proximal refit of every W); every layer gets a bias and weights start as PyTorch's
-    # (init_scale, initialization, ridge, multiplier and warm_start_iter do not apply).  None = the
-    # full-batch algorithm (Algorithm 1), exactly as before this setting existed.  "auto" = mini-batch
-    # (MINI_BATCH["batch_size"]) in one process, full batch over MPI (comm=), where mini-batches are
-    # not supported yet.  See MINI_BATCH for what measurement decided.
+    # batches, each started by a forward pass and updated by `batch_sweeps` sweeps (see sweep_order);
+    # every layer gets a bias (init_scale, ridge, multiplier and warm_start_iter do not apply).  None =
+    # the full-batch algorithm (Algorithm 1), exactly as before this setting existed.  "auto" =
+    # mini-batch in one process (MINI_BATCH["batch_size"], or MINI_BATCH_ONE_OUTPUT's for a net with
+    # one output unit), full batch over MPI (comm=), where mini-batches are not supported yet.  See
+    # MINI_BATCH for what measurement decided.
     batch_size: Union[int, str, None] = "auto"
     # Backward sweeps per batch (mini-batch only).
     batch_sweeps: int = 1
