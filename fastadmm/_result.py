@@ -107,8 +107,14 @@ class Result:
         them or leave them out).
         """
         n_in = self.weights[0].shape[1] - int(self.intercept)
-        X = _validation.check_X(X, "X", self.weights[0].dtype.name, n_features=n_in)
-        return _losses.forward(self.weights, X, self.intercept)
+        # Outputs in float64 unless both the model and X are float32 (a float32 fit, the mini-batch
+        # default, predicts float64 X in float64: no float32 rounding in what the user reads).
+        dtype = self.weights[0].dtype.name
+        if dtype == "float32" and getattr(X, "dtype", None) != np.float32:
+            dtype = "float64"
+        X = _validation.check_X(X, "X", dtype, n_features=n_in)
+        weights = [W if W.dtype == X.dtype else W.astype(X.dtype) for W in self.weights]
+        return _losses.forward(weights, X, self.intercept)
 
     def predict(self, X) -> np.ndarray:
         """Class labels by an ordinary forward pass of the learned weights."""

@@ -50,8 +50,17 @@ def check_X(X, name="X", dtype=None, n_features=None):
         raise ValueError(f"{name} is empty (shape {X.shape}); it needs at least one sample and one feature")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features, but the model was fitted with {n_features}")
-    out = np.ascontiguousarray(X, dtype=float_dtype(X.dtype, dtype))
+    target = float_dtype(X.dtype, dtype)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(X, dtype=target)
     if out.dtype.kind == "f" and not np.isfinite(out).all():
+        if X.dtype.kind == "f" and X.dtype.itemsize > out.dtype.itemsize and np.isfinite(X).all():
+            big = float(np.max(np.abs(X)))
+            raise ValueError(
+                f"{name} holds values up to {big:.3g}, which do not fit {out.dtype.name} (the fit's dtype; "
+                f"mini-batch ADMM computes in float32 by default); scale {name} (e.g. {name} / np.abs({name}).max()) "
+                "or pass dtype='float64'"
+            )
         rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
         shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if rows.shape[0] > 10 else "")
         raise ValueError(

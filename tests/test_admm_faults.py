@@ -82,6 +82,9 @@ def test_callback_sees_the_current_weights_on_request():
 def test_huge_X_is_a_clear_error_naming_X():
     X, y = two_blobs()
     with pytest.raises(ValueError, match="X is too large in magnitude"):
+        fastadmm.train_admm(X * 1e200, y, hidden=(4,), max_iter=2, dtype="float64")
+    # the mini-batch default computes in float32: values beyond its range are named, with the fix
+    with pytest.raises(ValueError, match="X holds values up to .* which do not fit float32 .* pass dtype='float64'"):
         fastadmm.train_admm(X * 1e200, y, hidden=(4,), max_iter=2)
 
 

@@ -333,7 +333,7 @@ def test_output_refit_without_hidden_layers_is_ridge_regression_on_the_inputs():
     X = rng.uniform(size=(90, 6))
     X[:, 2] = 0.0  # a left-out feature (1 of 6): its weight stays 0
     y = rng.integers(0, 3, 90)
-    res = fastadmm.train_admm(X, y, hidden=(), max_iter=2, random_state=0, tol=0, output_refit=1e-2)
+    res = fastadmm.train_admm(X, y, hidden=(), max_iter=2, random_state=0, tol=0, output_refit=1e-2, dtype="float64")
     F = np.hstack([X, np.ones((90, 1))])
     G = F.T @ F
     keep = [0, 1, 3, 4, 5, 6]
