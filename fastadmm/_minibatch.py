@@ -58,7 +58,10 @@ class MiniBatchADMM:
         self.X, self.T = X, T
         self.sizes = sizes  # [n_0 + 1 (the bias), n_1, ..., n_L]
         self.L = L = len(sizes) - 1
-        dt = X.dtype
+        # The fit's floating type (settings.dtype, float32 by default); X keeps its own: each batch is
+        # cast as it is gathered, so a float64 X is never copied whole.
+        dt = np.dtype(settings.dtype) if settings.dtype else X.dtype
+        self.dtype = dt
         N = X.shape[0]
         # Equal batches of about batch_size rows (the remainder spread over them): the largest has B rows.
         self.n_batches = max(1, N // min(int(settings.batch_size), N))
@@ -121,10 +124,16 @@ class MiniBatchADMM:
         X, N = self.X, self.X.shape[0]
         W = W1 if self.active is None else self._expand(W1)
         V, b = W[:, :-1].T, W[:, -1]
-        buf = np.empty((min(rows, N), W.shape[0]), X.dtype)
+        dt = self.dtype
+        buf = np.empty((min(rows, N), W.shape[0]), dt)
+        cast = None if X.dtype == dt else np.empty((min(rows, N), X.shape[1]), dt)
         for start in range(0, N, rows):
             stop = min(start + rows, N)
-            out = np.matmul(X[start:stop], V, out=buf[: stop - start])
+            block = X[start:stop]
+            if cast is not None:  # a float64 X in a float32 fit: this block only, in the fit's type
+                block = cast[: stop - start]
+                block[...] = X[start:stop]
+            out = np.matmul(block, V, out=buf[: stop - start])
             out += b
             yield slice(start, stop), out
 
@@ -142,7 +151,7 @@ class MiniBatchADMM:
     # -- resuming -----------------------------------------------------------------------------
     def _load_state(self, init):
         st = init.state
-        self.W = [None] + [np.array(W, dtype=self.X.dtype) for W in init.weights]
+        self.W = [None] + [np.array(W, dtype=self.dtype) for W in init.weights]
         self.W[1] = self._compact(self.W[1])
         for l, S in enumerate(st.get("S", []), start=1):
             self.S[l] = None if np.size(S) == 0 else np.array(S, dtype=np.float64)

@@ -51,16 +51,10 @@ def check_X(X, name="X", dtype=None, n_features=None):
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features, but the model was fitted with {n_features}")
     target = float_dtype(X.dtype, dtype)
-    with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(X, dtype=target)
-    if out.dtype.kind == "f" and not np.isfinite(out).all():
-        if X.dtype.kind == "f" and X.dtype.itemsize > out.dtype.itemsize and np.isfinite(X).all():
-            big = float(np.max(np.abs(X)))
-            raise ValueError(
-                f"{name} holds values up to {big:.3g}, which do not fit {out.dtype.name} (the fit's dtype; "
-                f"mini-batch ADMM computes in float32 by default); scale {name} (e.g. {name} / np.abs({name}).max()) "
-                "or pass dtype='float64'"
-            )
+    if X.dtype.kind == "f" and X.dtype.itemsize > np.dtype(target).itemsize and _all_finite(X):
+        check_fits(X, name, target)
+    out = np.ascontiguousarray(X, dtype=target)
+    if out.dtype.kind == "f" and not _all_finite(out):
         rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
         shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if rows.shape[0] > 10 else "")
         raise ValueError(
@@ -68,6 +62,25 @@ def check_X(X, name="X", dtype=None, n_features=None):
             f"(first at row {rows[0]}; rows {shown}); remove or impute those values"
         )
     return out
+
+
+def _all_finite(X, rows=4096) -> bool:
+    """np.isfinite(X).all() in blocks of rows (no boolean array as large as X)."""
+    return all(np.isfinite(X[i : i + rows]).all() for i in range(0, X.shape[0], rows))
+
+
+def check_fits(X, name, dtype) -> None:
+    """Refuse a float X whose values overflow the fit's `dtype` (float32 for mini-batch ADMM by
+    default), naming the fix; a reduction only, X is not copied."""
+    if dtype is None or X.dtype.kind != "f" or np.dtype(dtype).itemsize >= X.dtype.itemsize:
+        return
+    big = max(abs(float(X.max())), abs(float(X.min())))
+    if big > float(np.finfo(dtype).max):
+        raise ValueError(
+            f"{name} holds values up to {big:.3g}, which do not fit {np.dtype(dtype).name} (the fit's dtype; "
+            f"mini-batch ADMM computes in float32 by default); scale {name} (e.g. {name} / np.abs({name}).max()) "
+            "or pass dtype='float64'"
+        )
 
 
 def check_y(y, n_samples, name="y", min_classes=2):

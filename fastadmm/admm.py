@@ -127,7 +127,11 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
         if callback is not None and not callable(callback):
             raise TypeError("callback must be callable (or None)")
         min_samples, min_classes = (1, 1) if comm.distributed else (2, 2)
-        X, y_index, classes = _validation.check_Xy(X, y, settings.dtype, min_samples, min_classes)
+        # Mini-batch ADMM casts each batch to its dtype: a float X is kept as given (no whole copy).
+        keep = settings.batch_size is not None and getattr(X, "dtype", None) is not None and X.dtype.kind == "f"
+        X, y_index, classes = _validation.check_Xy(X, y, None if keep else settings.dtype, min_samples, min_classes)
+        if keep:
+            _validation.check_fits(X, "X", settings.dtype)
         _check_magnitude(X)
         rng = _validation.check_random_state(random_state)
     except (TypeError, ValueError) as exc:
@@ -258,7 +262,8 @@ def train_admm(
 
         limits = threadpool_limits(settings.threads) if settings.threads is not None else None
         try:
-            T = _losses.targets(y_index, len(classes), X.dtype, loss)
+            fit_dtype = np.dtype(settings.dtype) if settings.dtype else X.dtype
+            T = _losses.targets(y_index, len(classes), fit_dtype, loss)
             if settings.batch_size is not None:
                 step = MiniBatchADMM(X, T, sizes, loss, settings, kernels, rng, init, comm)
             else:
@@ -267,7 +272,7 @@ def train_admm(
             used = settings.as_dict()
             used["data_fingerprint"] = _fingerprint(X, y_index)
             used.update(
-                hidden=list(hidden), loss=loss, max_iter=max_iter, dtype=X.dtype.name,
+                hidden=list(hidden), loss=loss, max_iter=max_iter, dtype=fit_dtype.name,
                 n_samples=n_global, n_features=int(X.shape[1]), n_classes=int(len(classes)), ranks=comm.size,
                 random_state=_validation.random_state_record(random_state),
             )

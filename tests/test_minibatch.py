@@ -148,7 +148,7 @@ def _problem(B=12, n_in=7, n_out=5, K=3, seed=0, metric="identity"):
     X = rng.normal(size=(B, n_in))
     y = rng.integers(0, K, B)
     T = np.eye(K)[y]
-    s = ADMMSettings(batch_size=B, prox_metric=metric, prox=0.7).resolved()
+    s = ADMMSettings(batch_size=B, prox_metric=metric, prox=0.7, dtype="float64").resolved()
     from fastadmm import _backend
 
     p = MiniBatchADMM(X, T, [n_in + 1, n_out, K], "mse", s, _backend.get("numpy"), rng, None, None)
@@ -213,7 +213,7 @@ def test_a_update_minimises_its_quadratic(n_next):
 def test_output_refit_is_the_ridge_least_squares_of_the_forward_features():
     X, y = blobs(n=150, d=6, k=3, seed=7)
     T = np.eye(3)[y]
-    s = ADMMSettings(batch_size=50, output_refit=0.01, skip_zero_inputs=False).resolved()
+    s = ADMMSettings(batch_size=50, output_refit=0.01, skip_zero_inputs=False, dtype="float64").resolved()
     from fastadmm import _backend
 
     p = MiniBatchADMM(X, T, [7, 8, 5, 3], "mse", s, _backend.get("numpy"), np.random.default_rng(0), None, None)
@@ -273,7 +273,7 @@ def test_layerwise_batch_equals_the_obvious_sweep(B):
     X = rng.normal(size=(B, 20))
     y = rng.integers(0, 3, B)
     T = np.eye(3)[y]
-    s = ADMMSettings(batch_size=B, sweep_order="layerwise", weight_decay=0.0, skip_zero_inputs=False, output_refit=0,
+    s = ADMMSettings(batch_size=B, dtype="float64", sweep_order="layerwise", weight_decay=0.0, skip_zero_inputs=False, output_refit=0,
                      beta=0.5, gamma=0.2, depth_decay=0.3, prox=0.7).resolved()
     from fastadmm import _backend
 
@@ -302,7 +302,7 @@ def test_kept_columns_gathered_per_batch_equal_a_compacted_copy(sweep_order, K, 
     y = rng.integers(0, K, 150)
     T = _losses.targets(y, K, X.dtype, "mse")
     sizes = [31, 12, 6, T.shape[1]]
-    s = ADMMSettings(batch_size=16, sweep_order=sweep_order, prox_metric=metric,
+    s = ADMMSettings(batch_size=16, dtype="float64", sweep_order=sweep_order, prox_metric=metric,
                      output_refit=1e-3 if K > 2 else 0.0).resolved(n_outputs=T.shape[1])
     kernels = _backend.get("numpy")
     p = MiniBatchADMM(X, T, sizes, "mse", s, kernels, np.random.default_rng(0), None, None)
@@ -342,3 +342,23 @@ def test_output_refit_without_hidden_layers_is_ridge_regression_on_the_inputs():
     expected = np.zeros((3, 7))
     expected[:, keep] = np.linalg.solve(Gk, F[:, keep].T @ np.eye(3)[y]).T
     np.testing.assert_allclose(res.weights[0], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_float32_fit_of_float64_X_equals_a_fit_of_the_cast_X_without_copying_it():
+    """Mini-batch ADMM computes in float32 by default; a float64 X is cast batch by batch (never
+    copied whole): the same fit as one given X.astype(float32)."""
+    X, y = blobs(n=200, d=12, k=3, seed=4)
+    X[:, 3] = 0.0  # a left-out feature too
+    kw = dict(hidden=(8,), max_iter=3, random_state=2, tol=0)
+    a = fastadmm.train_admm(X, y, **kw)
+    b = fastadmm.train_admm(X.astype(np.float32), y, **kw)
+    assert a.settings["dtype"] == b.settings["dtype"] == "float32"
+    for Wa, Wb in zip(a.weights, b.weights):
+        assert Wa.dtype == np.float32
+        np.testing.assert_array_equal(Wa, Wb)
+    from fastadmm import _backend, _losses
+
+    s = ADMMSettings().resolved(n_outputs=3)
+    p = MiniBatchADMM(X, _losses.targets(y, 3, np.float32), [13, 8, 3], "mse", s, _backend.get("numpy"),
+                      np.random.default_rng(0), None, None)
+    assert p.X is X and p.Xb.dtype == np.float32  # X itself, batches in the fit's type
