@@ -395,13 +395,8 @@ class MiniBatchADMM:
             blocks = self._first_layer_blocks(self.W[1], rows)
         for block, a in blocks:
             start = block.start
-            if L > 1:
-                np.maximum(a, 0, out=a)
-            for l in range(2, L):
-                W = self.W[l]
-                a = a @ W[:, :-1].T
-                a += W[:, -1]
-                np.maximum(a, 0, out=a)
+            if L > 1:  # a_{L-1} = h(W_{L-1} h(... h(W_1 x)))
+                a = np.maximum(_losses.later_layers(a, self.W[2:L], overwrite=True), 0)
             f = F[: a.shape[0]]
             f[:, :-1] = a
             f[:, -1] = 1.0

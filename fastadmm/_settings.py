@@ -248,8 +248,7 @@ class ADMMSettings:
         defaults = method_defaults(batch_size, n_outputs)
         if batch_size == "auto":
             values["batch_size"] = defaults["batch_size"]
-        for name in ("beta", "gamma", "depth_decay", "weight_decay", "initialization", "sweep_order", "prox",
-                     "output_refit"):
+        for name in PRESET_FIELDS[1:]:  # batch_size is done above
             if values[name] is None:
                 values[name] = defaults.get(name, FIELD_FALLBACK.get(name))
         if loss != "mse":

@@ -51,8 +51,7 @@ def check_X(X, name="X", dtype=None, n_features=None):
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features, but the model was fitted with {n_features}")
     target = float_dtype(X.dtype, dtype)
-    if X.dtype.kind == "f" and X.dtype.itemsize > np.dtype(target).itemsize and _all_finite(X):
-        check_fits(X, name, target)
+    check_fits(X, name, target)
     out = np.ascontiguousarray(X, dtype=target)
     if out.dtype.kind == "f" and not _all_finite(out):
         rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
@@ -70,12 +69,13 @@ def _all_finite(X, rows=4096) -> bool:
 
 
 def check_fits(X, name, dtype) -> None:
-    """Refuse a float X whose values overflow the fit's `dtype` (float32 for mini-batch ADMM by
-    default), naming the fix; a reduction only, X is not copied."""
+    """Refuse a float X whose finite values overflow the fit's `dtype` (float32 for mini-batch ADMM by
+    default), naming the fix; a reduction only, X is not copied.  NaN and infinity are left to the
+    finiteness check, whose message names their rows."""
     if dtype is None or X.dtype.kind != "f" or np.dtype(dtype).itemsize >= X.dtype.itemsize:
         return
     big = max(abs(float(X.max())), abs(float(X.min())))
-    if big > float(np.finfo(dtype).max):
+    if math.isfinite(big) and big > float(np.finfo(dtype).max):
         raise ValueError(
             f"{name} holds values up to {big:.3g}, which do not fit {np.dtype(dtype).name} (the fit's dtype; "
             f"mini-batch ADMM computes in float32 by default); scale {name} (e.g. {name} / np.abs({name}).max()) "
