@@ -30,7 +30,9 @@ def kernels_extension(name, extra_args=()):
     )
 
 
-extensions = [kernels_extension("_kernels")]
+# _updates: the mini-batch W- and a-updates, one call each, by scipy's BLAS and LAPACK (cython_blas,
+# cython_lapack: scipy is a build requirement for their .pxd files).
+extensions = [kernels_extension("_kernels"), kernels_extension("_updates")]
 # x86-64: the same kernels once more for AVX2 + FMA, loaded at run time when the CPU has them
 # (measured: the ReLU and hinge kernels 11 -> ~20 GB/s in float64, near a copy; the portable build
 # keeps them SSE2-only).  -ffp-contract=off above keeps their results identical.

@@ -14,7 +14,9 @@ A method is a *step object*, its buffers and update steps (no validation, no loo
 * ``full_width(weights)``: those weights at the user's input width;
 * ``state()``: what a resumed fit needs, or None;
 * optionally ``train_outputs(weights)``: ``(rows, outputs)`` blocks of the network's outputs on
-  ``X``, reusing what the last sweep computed; without it, a plain forward pass is made.
+  ``X``, reusing what the last sweep computed; without it, a plain forward pass is made;
+* optionally ``test_outputs(weights, X_test)``: the same for the held-out rows (mini-batch ADMM: in
+  the fit's dtype, without a compacted copy of X_test); without it, a plain forward pass.
 
 :func:`run` drives one and returns the Result.  In a distributed fit every stop decision is taken on
 globally reduced numbers (one all-reduce per iteration: the sweep's sums, the evaluation counts, the
@@ -227,9 +229,14 @@ class _Fit:
                 loss_sum += _losses.loss_sum(out, data.T[rows], loss)
             test_correct, n_test = 0, 0
             if data.X_test is not None:
-                test_weights = step.full_width(weights) if self.plan.test_at_full_width else weights
                 n_test = data.X_test.shape[0]
-                for rows, out in _losses.forward_blocks(test_weights, data.X_test, step.intercept):
+                test_outputs = getattr(step, "test_outputs", None)
+                if test_outputs is not None:
+                    blocks = test_outputs(weights, data.X_test)
+                else:
+                    test_weights = step.full_width(weights) if self.plan.test_at_full_width else weights
+                    blocks = _losses.forward_blocks(test_weights, data.X_test, step.intercept)
+                for rows, out in blocks:
                     test_correct += int(np.sum(_losses.predict_index(out) == data.y_test_index[rows]))
         self.timings["eval"] += time.perf_counter() - t0
         return np.array([loss_sum, correct, step.X.shape[0], test_correct, n_test], dtype=np.float64)

@@ -30,12 +30,13 @@ from ._settings import ADMMSettings
 class FullBatchADMM:
     """The iterates and buffers of one fit (this rank's rows of them), and the steps of a sweep."""
 
-    def __init__(self, X, T, sizes, loss, settings: ADMMSettings, kernels, rng, init, comm, row_offset, n_global):
+    def __init__(self, X, T, sizes, loss, settings: ADMMSettings, kernels, rng, init, comm, row_offset, n_global,
+                 nonzero=None):
         self.comm = comm
         self.intercept = settings.intercept
         # Features that are zero in every sample (over all ranks) drop out of every product with X.
         self.n_features = X.shape[1]
-        self.active = self._active_inputs(X) if settings.skip_zero_inputs else None
+        self.active = self._active_inputs(X, nonzero) if settings.skip_zero_inputs else None
         if self.active is not None:
             X = np.ascontiguousarray(X[:, self.active])
         self.X = X
@@ -90,9 +91,10 @@ class FullBatchADMM:
                 self._w_update(l)
 
     # -- the input layer, with the constant feature of `intercept` handled analytically ------
-    def _active_inputs(self, X):
-        """The features kept (non-zero in some sample of some rank), or None to use X as it is."""
-        return _inputs.kept_features(self.comm.allreduce(_inputs.nonzero_features(X)))
+    def _active_inputs(self, X, nonzero=None):
+        """The features kept (non-zero in some sample of some rank), or None to use X as it is;
+        `nonzero`: this rank's _inputs.nonzero_features(X) if already known."""
+        return _inputs.kept_features(self.comm.allreduce(_inputs.nonzero_features(X) if nonzero is None else nonzero))
 
     def _compact(self, W1):
         return _inputs.take_columns(W1, self.active, self.intercept)

@@ -8,6 +8,8 @@ W_1 are put back with the value full-width training would give them: 0 for ADMM'
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -22,6 +24,43 @@ def nonzero_features(X: np.ndarray) -> np.ndarray:
     for start in range(0, X.shape[0], _ROWS):
         nonzero |= (X[start : start + _ROWS] != 0).any(axis=0)
     return nonzero.astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Each feature's smallest and largest value over the rows (NaN where a row holds NaN): what the
+    boundary checks (finiteness, magnitude, fit in the working dtype) and the zero features need,
+    from one scan of X instead of one pass each."""
+
+    colmin: np.ndarray
+    colmax: np.ndarray
+
+    @property
+    def low(self) -> float:
+        return float(self.colmin.min())
+
+    @property
+    def high(self) -> float:
+        return float(self.colmax.max())
+
+    @property
+    def finite(self) -> bool:
+        """No NaN or infinity in X (np.minimum/np.maximum propagate NaN)."""
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+    def nonzero(self) -> np.ndarray:
+        """As nonzero_features(X)."""
+        return ((self.colmin != 0) | (self.colmax != 0)).astype(np.float64)
+
+
+def scan(X: np.ndarray, rows: int = _ROWS) -> Scan:
+    """The column minima and maxima of X, reduced over blocks of rows (any strides; no copy of X)."""
+    colmin, colmax = X[:rows].min(axis=0), X[:rows].max(axis=0)
+    for start in range(rows, X.shape[0], rows):
+        block = X[start : start + rows]
+        np.minimum(colmin, block.min(axis=0), out=colmin)
+        np.maximum(colmax, block.max(axis=0), out=colmax)
+    return Scan(colmin, colmax)
 
 
 def kept_features(nonzero: np.ndarray) -> Optional[np.ndarray]:

@@ -18,7 +18,9 @@ its ``W_l`` (a constant input 1, never stored).  For each batch:
 Penalties are per layer: ``beta_l = beta * depth_decay^(L-l)``, ``gamma_l = gamma *
 depth_decay^(L-1-l)``, so that each constraint is weighted ``depth_decay`` times less than the
 one above it.  No multiplier is kept.  Every product over a batch is one BLAS-3 call into a buffer
-allocated once; the small solves are in float64.
+allocated once; the small solves too are in the fit's dtype, by LAPACK in place
+(``_linalg.spd_solve``: a float32 system whose condition number could cost precision is solved in
+float64), except for ``prox_metric="gram"`` (float64).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ import numpy as np
 import scipy.linalg as sla
 
 from . import _inputs, _linalg, _losses
+
+try:  # the compiled W- and a-updates (built with the kernels); without them, their NumPy versions below
+    from . import _updates
+except ImportError:  # pragma: no cover - a source checkout without the build
+    _updates = None
 
 _GATHER_ROWS = 1024  # rows per block of the passes over the whole training set (a gathered block stays in cache)
 
@@ -45,13 +52,18 @@ class MiniBatchADMM:
 
     intercept = True  # every layer has a bias (the last column of each W_l)
 
-    def __init__(self, X, T, sizes, loss, settings, kernels, rng, init, comm):
+    def __init__(self, X, T, sizes, loss, settings, kernels, rng, init, comm, nonzero=None):
+        """`nonzero`: _inputs.nonzero_features(X) if the caller has it (from the boundary's scan of X)."""
         self.comm = comm
         self.s = settings
+        # The batch gather and the W- and a-updates: compiled (one call each) unless the NumPy backend
+        # is asked for (or the extension is not built).
+        self.compiled = None if settings.backend == "numpy" else _updates
         self.k = kernels
         self.loss = loss
         self.active = (
-            _inputs.kept_features(_inputs.nonzero_features(X)) if settings.skip_zero_inputs else None
+            _inputs.kept_features(_inputs.nonzero_features(X) if nonzero is None else nonzero)
+            if settings.skip_zero_inputs else None
         )
         # X is never copied: each batch gathers its rows, and of them the kept columns, into Xb (_batch);
         # a compacted copy of X would double the memory of a large fit for a few per cent of speed.
@@ -68,7 +80,7 @@ class MiniBatchADMM:
         self.B = B = -(-N // self.n_batches)
         widths = [X.shape[1] if self.active is None else self.active.shape[0]] + list(sizes[1:])
         # The batch's rows at X's full width, before their kept columns go to Xb (skip_zero_inputs only).
-        self.Xrows = None if self.active is None else np.empty((B, X.shape[1]), dt)
+        self.Xrows = None if self.active is None or self.compiled is not None else np.empty((B, X.shape[1]), dt)
         # Batch buffers, allocated once: Xb holds the batch's rows of X; Z[l], A[l], H[l] its z_l, a_l,
         # h(z_l); A_new[l] receives the a-update before it replaces A[l]; R[l] is scratch of z_l's width.
         self.Xb = np.empty((B, widths[0]), dt)
@@ -83,6 +95,11 @@ class MiniBatchADMM:
         self.M = [None] + [np.empty((B, widths[l]), dt) for l in range(1, L + 1)]
         self.m_valid = [False] * (L + 1)
         self.lam0 = np.zeros((B, widths[L]), dt)  # the output update's multiplier: always 0 here
+        # Scratch of the small solves, as contiguous views of two flat buffers: the square systems
+        # (B x B, n x n, n_{l+1} x n_{l+1}) and the products of a W- or a-update.
+        square = max(B, *(w + 1 for w in widths[:L]))
+        self._square_buf = np.empty(square * square, dt)
+        self._prod_buf = np.empty(max(max(widths[l] * (widths[l - 1] + 1), B * widths[l]) for l in range(1, L + 1)), dt)
         self.beta, self.gamma = layer_penalties(settings.beta, settings.gamma, settings.depth_decay, L)
         self._shrink = 1.0 / (1.0 + settings.weight_decay)
         self.iteration = 0
@@ -117,11 +134,13 @@ class MiniBatchADMM:
         full = np.zeros((W1.shape[0], self.sizes[0]), W1.dtype)
         return _inputs.put_columns(full, W1, self.active, True)
 
-    def _first_layer_blocks(self, W1, rows=_GATHER_ROWS):
-        """(rows, W_1 [x; 1]) over the training rows in blocks, for a compact W_1: the blocks of X are
-        views (no copy, no gather); W_1 is widened to every feature instead, the left-out ones with
-        weight 0 (exact: they are 0 in every training row)."""
-        X, N = self.X, self.X.shape[0]
+    def _first_layer_blocks(self, W1, rows=_GATHER_ROWS, X=None):
+        """(rows, W_1 [x; 1]) over the rows of X (default: the training set) in blocks, for a compact
+        W_1, in the fit's dtype: the blocks of X are views (no gather), cast block by block when X
+        has another dtype; W_1 is widened to every feature instead, the left-out ones with weight 0
+        (exact: they are 0 in every training row)."""
+        X = self.X if X is None else X
+        N = X.shape[0]
         W = W1 if self.active is None else self._expand(W1)
         V, b = W[:, :-1].T, W[:, -1]
         dt = self.dtype
@@ -140,13 +159,17 @@ class MiniBatchADMM:
     def train_outputs(self, weights):
         """(rows, outputs) blocks of a forward pass over the training rows for `weights` (from
         compact_weights)."""
-        for rows, z1 in self._first_layer_blocks(weights[0]):
+        return self.test_outputs(weights, self.X)
+
+    def test_outputs(self, weights, X_test):
+        """(rows, outputs) blocks of a forward pass over the rows of X_test (at the user's width,
+        any float dtype), in the fit's dtype, for compact `weights`."""
+        for rows, z1 in self._first_layer_blocks(weights[0], X=X_test):
             yield rows, _losses.later_layers(z1, weights[1:], overwrite=True)
 
     def compact_test(self, X_test):
-        if self.active is None or X_test is None:
-            return X_test
-        return np.take(X_test, self.active, axis=1, mode="clip")
+        """X_test as it is: test_outputs widens W_1 instead of copying X_test's kept columns."""
+        return X_test
 
     # -- resuming -----------------------------------------------------------------------------
     def _load_state(self, init):
@@ -203,30 +226,50 @@ class MiniBatchADMM:
         return self.k.output_z_update(self.Tb[:B].reshape(-1), m.reshape(-1), lam.reshape(-1), self.beta[L],
                                       _losses.LOSS_CODE[self.loss], False, m.reshape(-1))
 
+    def _square(self, n):
+        """A contiguous n x n scratch matrix in the fit's dtype."""
+        return self._square_buf[: n * n].reshape(n, n)
+
+    def _prod(self, rows, cols):
+        """A contiguous rows x cols scratch matrix in the fit's dtype."""
+        return self._prod_buf[: rows * cols].reshape(rows, cols)
+
     def _a_update(self, l, B):
         """A_new[l] <- (beta W^T W + gamma I)^-1 (beta W^T (z_{l+1} - b) + gamma h(z_l)), W = W_{l+1}."""
         W = self.W[l + 1]
+        if self.compiled is not None and W.shape[0] < W.shape[1] - 1:
+            status = self.compiled.a_update(W, self.Z[l + 1][:B], self.H[l][:B], self.beta[l + 1], self.gamma[l],
+                                            self.A_new[l][:B], self.R[l + 1][:B], self._square_buf)
+            if status == _updates.OK:
+                return
+            if status != _updates.NEEDS_FLOAT64:
+                raise _linalg.NonFiniteError(f"layer {l + 1}: the a-update's system holds NaN or infinity")
+        self._a_update_numpy(l, B)
+
+    def _a_update_numpy(self, l, B):
+        """The a-update by NumPy and LAPACK calls (the compiled one's reference and fallback)."""
+        W = self.W[l + 1]
         Wb, b = W[:, :-1], W[:, -1]
         beta, gamma = self.beta[l + 1], self.gamma[l]
-        dt = self.A[l].dtype
         out = self.A_new[l][:B]
         H = self.H[l][:B]
         R = self.R[l + 1][:B]
         np.subtract(self.Z[l + 1][:B], b, out=R)
-        if Wb.shape[0] < Wb.shape[1]:
+        k = Wb.shape[0]
+        if k < Wb.shape[1]:
             # Fewer outputs than inputs (e.g. 300 -> 10): by Woodbury the same a is
             # h + (z - b - h W^T) C^-1 W with C = gamma/beta I + W W^T, an n_{l+1} x n_{l+1} solve.
-            Wd = Wb.astype(np.float64)
-            C = Wd @ Wd.T
-            C.flat[:: C.shape[0] + 1] += gamma / beta
-            R -= H @ Wb.T
-            factor = sla.cho_factor(C, lower=True, check_finite=False)
-            Y = sla.cho_solve(factor, R.T.astype(np.float64), check_finite=False).T.astype(dt)
-            np.matmul(Y, Wb, out=out)
+            C = np.matmul(Wb, Wb.T, out=self._square(k))
+            shift = gamma / beta
+            C.flat[:: k + 1] += shift
+            R -= np.matmul(H, Wb.T, out=self._prod(B, k))
+            if not _linalg.spd_solve(C, R, shift, rows=True):
+                raise _linalg.NonFiniteError(f"layer {l + 1}: the a-update's system holds NaN or infinity")
+            np.matmul(R, Wb, out=out)
             out += H
         else:
             Pt, Q = _linalg.a_update_operators(Wb, beta, gamma)
-            np.matmul(H, Q.astype(dt), out=out)
+            np.matmul(H, Q.astype(out.dtype), out=out)
             _linalg.gemm_accumulate(out, R, Pt)
 
     def _z_update(self, l, B):
@@ -236,30 +279,81 @@ class MiniBatchADMM:
                                     self.H[l][:B].reshape(-1))
 
     def _w_update(self, l, B):
-        """W_l <- W_prev + (z_l - W_prev a) a^T (a a^T + P)^-1 with a = [a_{l-1}; 1] (module docstring)."""
+        """W_l <- W_prev + (z_l - W_prev a) a^T (a a^T + P)^-1 with a = [a_{l-1}; 1] (module docstring).
+
+        With the identity metric every product and solve is in the fit's dtype, in scratch buffers
+        (spd_solve moves a float32 system to float64 when its condition number asks for it)."""
         A, Wp = self.A[l - 1][:B], self.W[l]
-        n = A.shape[1] + 1
         R = self.R[l][:B]
         np.subtract(self.Z[l][:B], self._pre(l, B, R), out=R)  # z_l - W_prev a_{l-1}
-        self.m_valid[l] = False  # W_l changes below
-        Ad = A.astype(np.float64, copy=False)
-        mean_diag = (float(np.vdot(Ad, Ad)) + B) / n  # mean diagonal of [a; 1][a; 1]^T
-        if not np.isfinite(mean_diag) or not np.isfinite(R).all():
-            raise _linalg.NonFiniteError(f"layer {l}: the batch's activations or targets hold NaN or infinity")
-        s = self.s
-        if s.prox_metric == "identity" and B < n:
+        self.m_valid[l] = False  # W_l changes below, in place (compact_weights hands out copies)
+        if self.s.prox_metric == "gram":
+            return self._w_update_gram(l, B, A, R, Wp)
+        if self.compiled is not None:
+            status = self.compiled.w_update(A, R, Wp, Wp, self.s.prox, self._shrink, self._square_buf, self._prod_buf)
+            if status == _updates.OK:
+                return
+            if status != _updates.NEEDS_FLOAT64:
+                raise _linalg.NonFiniteError(f"layer {l}: the batch's activations or targets hold NaN or infinity, "
+                                             "or its W-update's system is not positive definite")
+        self._w_update_numpy(l, B, A, R, Wp)
+
+    def _decay(self, W):
+        """The proximal step of a ridge on the weights (not the biases), after each W-update."""
+        if self.s.weight_decay > 0:
+            W[:, :-1] *= self._shrink
+
+    def _w_update_numpy(self, l, B, A, R, Wp):
+        """The W-update by NumPy and LAPACK calls (the compiled one's reference and fallback); R holds
+        the residuals z_l - W_prev [a; 1] and is overwritten."""
+        n = A.shape[1] + 1
+        prox = self.s.prox
+        if B < n:
             # Push-through identity: (a a^T + p I)^-1 a = a (a^T a + p I)^-1, a B x B solve (row layout:
             # K = A A^T + 1 1^T + p I, Y = K^-1 R, W += Y^T [A 1]).
-            K = Ad @ Ad.T
+            K = np.matmul(A, A.T, out=self._square(B))
+            mean_diag = (float(np.trace(K)) + B) / n  # mean diagonal of [a; 1][a; 1]^T
+            self._check_finite(l, mean_diag, R)
+            shift = prox * mean_diag + 1e-12
             K += 1.0
-            K.flat[:: B + 1] += s.prox * mean_diag + 1e-12
-            factor = sla.cho_factor(K, lower=True, check_finite=False)
-            Y = sla.cho_solve(factor, R.astype(np.float64), check_finite=False).astype(Wp.dtype)
-            W = Wp.copy()
-            W[:, :-1] += Y.T @ A
-            W[:, -1] += Y.sum(axis=0)
-            self.W[l] = W
+            K.flat[:: B + 1] += shift
+            if not _linalg.spd_solve(K, R, shift, rows=False):
+                raise _linalg.NonFiniteError(f"layer {l}: the W-update's system is not positive definite")
+            Wp[:, :-1] += np.matmul(R.T, A, out=self._prod(R.shape[1], n - 1))
+            Wp[:, -1] += R.sum(axis=0)
+            self._decay(Wp)
             return
+        # The normal equations of [A 1]: G = [A 1]^T [A 1] + p I (n x n), step = G^-1 [A 1]^T R.
+        G = self._square(n)
+        np.matmul(A.T, A, out=G[:-1, :-1])
+        colsum = A.sum(axis=0)
+        G[-1, :-1] = colsum
+        G[:-1, -1] = colsum
+        G[-1, -1] = B
+        mean_diag = float(np.trace(G)) / n
+        self._check_finite(l, mean_diag, R)
+        shift = prox * mean_diag + 1e-12
+        G.flat[:: n + 1] += shift
+        step = self._prod(n, R.shape[1])
+        np.matmul(A.T, R, out=step[:-1])
+        R.sum(axis=0, out=step[-1])
+        if not _linalg.spd_solve(G, step, shift, rows=False):
+            raise _linalg.NonFiniteError(f"layer {l}: the W-update's system is not positive definite")
+        Wp += step.T
+        self._decay(Wp)
+
+    @staticmethod
+    def _check_finite(l, mean_diag, R):
+        if not np.isfinite(mean_diag) or not np.isfinite(R).all():
+            raise _linalg.NonFiniteError(f"layer {l}: the batch's activations or targets hold NaN or infinity")
+
+    def _w_update_gram(self, l, B, A, R, Wp):
+        """The W-update of prox_metric="gram": the proximal term prox * B * S_l (running mean input
+        Gram, float64), solved in float64."""
+        s = self.s
+        n = A.shape[1] + 1
+        Ad = A.astype(np.float64, copy=False)
+        self._check_finite(l, float(np.vdot(Ad, Ad)), R)
         colsum = Ad.sum(axis=0)
         G = np.empty((n, n))
         G[:-1, :-1] = Ad.T @ Ad
@@ -269,18 +363,16 @@ class MiniBatchADMM:
         rhs = np.empty((n, R.shape[1]))
         rhs[:-1] = Ad.T @ R
         rhs[-1] = R.sum(axis=0, dtype=np.float64)
-        if s.prox_metric == "gram":
-            if l > 1:
-                self.S[l] = G / B if self.S[l] is None else s.gram_decay * self.S[l] + (1.0 - s.gram_decay) * (G / B)
-            G += (s.prox * B) * self.S[l]
-            G.flat[:: n + 1] += 1e-6 * B * max(np.trace(self.S[l]) / n, 1e-12)
-        else:
-            G.flat[:: n + 1] += s.prox * mean_diag + 1e-12
+        if l > 1:
+            self.S[l] = G / B if self.S[l] is None else s.gram_decay * self.S[l] + (1.0 - s.gram_decay) * (G / B)
+        G += (s.prox * B) * self.S[l]
+        G.flat[:: n + 1] += 1e-6 * B * max(np.trace(self.S[l]) / n, 1e-12)
         try:
             step = sla.cho_solve(sla.cho_factor(G, lower=True, check_finite=False), rhs, check_finite=False)
         except np.linalg.LinAlgError:
             step = sla.lstsq(G, rhs, check_finite=False)[0]
         self.W[l] = (Wp + step.T).astype(Wp.dtype)
+        self._decay(self.W[l])
 
     def _output_target(self, B, sums):
         loss_sum, _, rz = self._output_update(B)
@@ -288,12 +380,6 @@ class MiniBatchADMM:
         sums[2 * self.L - 1] += loss_sum
         zL = self.Z[self.L][:B].reshape(-1)
         sums[2 * self.L + 1] += float(np.dot(zL, zL))
-
-    def _shrink_weights(self):
-        if self.s.weight_decay > 0:  # the proximal step of a ridge on the weights (not the biases)
-            self.m_valid = [False] * (self.L + 1)
-            for l in range(1, self.L + 1):
-                self.W[l][:, :-1] *= self._shrink
 
     def _layerwise_sweep(self, B, sums, timings):
         """sweep_order="layerwise": for l = L .. 1, the a-update of a_{l-1} against the old W_l, then
@@ -316,12 +402,13 @@ class MiniBatchADMM:
                 sums[l - 2] += rz
                 sums[L + l - 2] += ra
                 timings["z"] += time.perf_counter() - t0
-        self._shrink_weights()
 
     def _batch(self, rows, sums, timings):
         B, L = rows.shape[0], self.L
         # mode="clip" (the rows are valid): np.take's default "raise" buffers its output, 3-4x slower here
-        if self.active is None:
+        if self.compiled is not None and self.active is not None:  # rows and kept columns in one pass
+            self.compiled.gather(self.X, rows, self.active, self.Xb)
+        elif self.active is None:
             np.take(self.X, rows, axis=0, out=self.Xb[:B], mode="clip")
         else:  # the rows, then their kept columns (no compacted copy of X)
             np.take(self.X, rows, axis=0, out=self.Xrows[:B], mode="clip")
@@ -355,7 +442,6 @@ class MiniBatchADMM:
             t0 = time.perf_counter()
             for l in range(1, L + 1):  # then every W_l, fitted to its target from its updated input
                 self._w_update(l, B)
-            self._shrink_weights()
             timings["W"] += time.perf_counter() - t0
 
     def sweep(self, timings):
@@ -412,7 +498,8 @@ class MiniBatchADMM:
         self.W[L] = np.ascontiguousarray(W.T, dtype=self.W[L].dtype)
 
     def compact_weights(self):
-        return list(self.W[1:])
+        """Copies: the sweeps update the weights in place."""
+        return [W.copy() for W in self.W[1:]]
 
     def full_width(self, weights):
         return [self._expand(weights[0]), *weights[1:]]

@@ -11,6 +11,8 @@ import numbers
 
 import numpy as np
 
+from . import _inputs
+
 
 def float_dtype(X_dtype, dtype=None):
     """The floating dtype of a fit: `dtype` if given, else float32 for float32 X, else float64."""
@@ -30,8 +32,9 @@ def _as_array(value, name):
         raise TypeError(f"{name} could not be read as an array ({exc}); pass a 2-D numeric array") from None
 
 
-def check_X(X, name="X", dtype=None, n_features=None):
-    """Return `X` as a C-contiguous, finite, 2-D float32/float64 array."""
+def check_X(X, name="X", dtype=None, n_features=None, *, with_scan=False):
+    """Return `X` as a C-contiguous, finite, 2-D float32/float64 array (and, ``with_scan``, its
+    column minima and maxima, an ``_inputs.Scan``, which then also serves the finiteness check)."""
     X = _as_array(X, name)
     if X.dtype.kind == "c":
         raise TypeError(
@@ -51,16 +54,19 @@ def check_X(X, name="X", dtype=None, n_features=None):
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features, but the model was fitted with {n_features}")
     target = float_dtype(X.dtype, dtype)
-    check_fits(X, name, target)
+    scan = _inputs.scan(X) if with_scan and X.dtype.kind == "f" else None
+    check_fits(X, name, target, scan)
     out = np.ascontiguousarray(X, dtype=target)
-    if out.dtype.kind == "f" and not _all_finite(out):
+    if with_scan and scan is None:  # integer or boolean X: scanned as converted (always finite)
+        scan = _inputs.scan(out)
+    if X.dtype.kind == "f" and not (scan.finite if scan is not None else _all_finite(out)):
         rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
         shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if rows.shape[0] > 10 else "")
         raise ValueError(
             f"{name} contains NaN or infinity in {rows.shape[0]} of {out.shape[0]} rows "
             f"(first at row {rows[0]}; rows {shown}); remove or impute those values"
         )
-    return out
+    return (out, scan) if with_scan else out
 
 
 def _all_finite(X, rows=4096) -> bool:
@@ -68,13 +74,14 @@ def _all_finite(X, rows=4096) -> bool:
     return all(np.isfinite(X[i : i + rows]).all() for i in range(0, X.shape[0], rows))
 
 
-def check_fits(X, name, dtype) -> None:
+def check_fits(X, name, dtype, scan=None) -> None:
     """Refuse a float X whose finite values overflow the fit's `dtype` (float32 for mini-batch ADMM by
-    default), naming the fix; a reduction only, X is not copied.  NaN and infinity are left to the
-    finiteness check, whose message names their rows."""
+    default), naming the fix; a reduction only (none with X's ``scan``), X is not copied.  NaN and
+    infinity are left to the finiteness check, whose message names their rows."""
     if dtype is None or X.dtype.kind != "f" or np.dtype(dtype).itemsize >= X.dtype.itemsize:
         return
-    big = max(abs(float(X.max())), abs(float(X.min())))
+    low, high = (scan.low, scan.high) if scan is not None else (float(X.min()), float(X.max()))
+    big = max(abs(high), abs(low))
     if math.isfinite(big) and big > float(np.finfo(dtype).max):
         raise ValueError(
             f"{name} holds values up to {big:.3g}, which do not fit {np.dtype(dtype).name} (the fit's dtype; "
@@ -120,13 +127,13 @@ def check_y(y, n_samples, name="y", min_classes=2):
     return y_index.astype(np.intp), classes
 
 
-def check_Xy(X, y, dtype=None, min_samples=2, min_classes=2):
-    """Validate a training set; returns (X, y_index, classes)."""
-    X = check_X(X, "X", dtype)
+def check_Xy(X, y, dtype=None, min_samples=2, min_classes=2, *, with_scan=False):
+    """Validate a training set; returns (X, y_index, classes), and X's Scan last ``with_scan``."""
+    X, scan = check_X(X, "X", dtype, with_scan=True) if with_scan else (check_X(X, "X", dtype), None)
     if X.shape[0] < min_samples:
         raise ValueError(f"X has {X.shape[0]} sample; training needs at least {min_samples} samples")
     y_index, classes = check_y(y, X.shape[0], min_classes=min_classes)
-    return X, y_index, classes
+    return (X, y_index, classes, scan) if with_scan else (X, y_index, classes)
 
 
 def check_test(X_test, y_test, classes, n_features, dtype):

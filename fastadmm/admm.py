@@ -55,9 +55,9 @@ def _progress(L):
     return progress
 
 
-def _check_magnitude(X):
+def _check_magnitude(X, scan):
     """X whose Gram sums (N max|X|^2) could overflow its dtype is refused, naming the fix."""
-    big = float(max(abs(float(X.max())), abs(float(X.min()))))
+    big = max(abs(scan.high), abs(scan.low))
     limit = math.sqrt(float(np.finfo(X.dtype).max) / (4.0 * X.shape[0]))
     if big > limit:
         raise ValueError(
@@ -129,10 +129,12 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
         min_samples, min_classes = (1, 1) if comm.distributed else (2, 2)
         # Mini-batch ADMM casts each batch to its dtype: a float X is kept as given (no whole copy).
         keep = settings.batch_size is not None and getattr(X, "dtype", None) is not None and X.dtype.kind == "f"
-        X, y_index, classes = _validation.check_Xy(X, y, None if keep else settings.dtype, min_samples, min_classes)
+        # One scan of X (its column minima and maxima) serves every check below and the zero features.
+        X, y_index, classes, scan = _validation.check_Xy(X, y, None if keep else settings.dtype, min_samples,
+                                                         min_classes, with_scan=True)
         if keep:
-            _validation.check_fits(X, "X", settings.dtype)
-        _check_magnitude(X)
+            _validation.check_fits(X, "X", settings.dtype, scan)
+        _check_magnitude(X, scan)
         rng = _validation.check_random_state(random_state)
     except (TypeError, ValueError) as exc:
         error = exc
@@ -184,7 +186,8 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
         callback=callback is not None, init=init is not None, checkpoint_every=checkpoint_every,
         init_iteration=None if init is None else init.state["iteration"],
     ), hint="only X, y, X_test and y_test differ between ranks")
-    return X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset, n_global, settings
+    return (X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset, n_global,
+            settings, scan.nonzero())
 
 
 def train_admm(
@@ -249,7 +252,7 @@ def train_admm(
         error = exc
     comm.raise_agreed(error)
     (X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset,
-     n_global, settings) = _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, init, comm,
+     n_global, settings, nonzero) = _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, init, comm,
                            checkpoint_every)
     with comm.abort_on_error(collective_through=True):  # a failure on one rank ends all ranks, never a hang
         kernels = _backend.get(settings.backend)
@@ -265,9 +268,10 @@ def train_admm(
             fit_dtype = np.dtype(settings.dtype) if settings.dtype else X.dtype
             T = _losses.targets(y_index, len(classes), fit_dtype, loss)
             if settings.batch_size is not None:
-                step = MiniBatchADMM(X, T, sizes, loss, settings, kernels, rng, init, comm)
+                step = MiniBatchADMM(X, T, sizes, loss, settings, kernels, rng, init, comm, nonzero)
             else:
-                step = FullBatchADMM(X, T, sizes, loss, settings, kernels, rng, init, comm, row_offset, n_global)
+                step = FullBatchADMM(X, T, sizes, loss, settings, kernels, rng, init, comm, row_offset, n_global,
+                                     nonzero)
             timings["setup"] = time.perf_counter() - t_setup - timings["compile"]
             used = settings.as_dict()
             used["data_fingerprint"] = _fingerprint(X, y_index)

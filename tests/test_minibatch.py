@@ -143,24 +143,44 @@ def test_batch_larger_than_the_data_is_one_batch():
 # -- the steps of a batch against slow, obvious references -------------------------------------------
 
 
-def _problem(B=12, n_in=7, n_out=5, K=3, seed=0, metric="identity"):
+# The W- and a-updates run compiled (fastadmm._updates) unless the extension is absent; each test of
+# them runs both the compiled update and its NumPy version ("numpy").
+UPDATES = ["compiled", "numpy"]
+
+
+def _use(p, updates):
+    from fastadmm import _minibatch
+
+    if updates == "compiled":
+        if _minibatch._updates is None:
+            pytest.skip("fastadmm._updates is not built")
+        p.compiled = _minibatch._updates
+    else:
+        p.compiled = None
+    return p
+
+
+def _problem(B=12, n_in=7, n_out=5, K=3, seed=0, metric="identity", updates="numpy", weight_decay=0.0,
+             dtype="float64"):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(B, n_in))
     y = rng.integers(0, K, B)
     T = np.eye(K)[y]
-    s = ADMMSettings(batch_size=B, prox_metric=metric, prox=0.7, dtype="float64").resolved()
+    s = ADMMSettings(batch_size=B, prox_metric=metric, prox=0.7, dtype=dtype, weight_decay=weight_decay).resolved()
     from fastadmm import _backend
 
     p = MiniBatchADMM(X, T, [n_in + 1, n_out, K], "mse", s, _backend.get("numpy"), rng, None, None)
+    _use(p, updates)
     p.Xb[...] = X
     p.Tb[...] = T
     return p, rng
 
 
+@pytest.mark.parametrize("updates", UPDATES)
 @pytest.mark.parametrize("metric", ["identity", "gram"])
 @pytest.mark.parametrize("B", [6, 40])  # B < n (push-through form) and B > n (normal equations)
-def test_w_update_minimises_the_proximal_least_squares(metric, B):
-    p, rng = _problem(B=B, metric=metric)
+def test_w_update_minimises_the_proximal_least_squares(metric, B, updates):
+    p, rng = _problem(B=B, metric=metric, updates=updates)
     l = 2
     A = rng.normal(size=(B, 5))
     np.maximum(A, 0, out=A)
@@ -189,11 +209,12 @@ def test_w_update_minimises_the_proximal_least_squares(metric, B):
     assert objective(W.ravel()) <= objective(best) + 1e-9
 
 
-@pytest.mark.parametrize("n_next", [3, 9])  # fewer outputs than inputs (Woodbury form) and more
-def test_a_update_minimises_its_quadratic(n_next):
+@pytest.mark.parametrize("updates", UPDATES)
+@pytest.mark.parametrize("n_next", [1, 3, 9])  # fewer outputs than inputs (Woodbury form) and more
+def test_a_update_minimises_its_quadratic(n_next, updates):
     B, n = 5, 6
     rng = np.random.default_rng(4)
-    p, _ = _problem(B=B, n_in=4, n_out=n, K=n_next)
+    p, _ = _problem(B=B, n_in=4, n_out=n, K=n_next, updates=updates)
     W = rng.normal(size=(n_next, n + 1))
     p.W[2] = W
     Znext = rng.normal(size=(B, n_next))
@@ -208,6 +229,119 @@ def test_a_update_minimises_its_quadratic(n_next):
 
         best = scipy.optimize.minimize(f, H[i], method="BFGS", options=dict(gtol=1e-12)).x
         np.testing.assert_allclose(p.A_new[1][i], best, atol=1e-6)
+
+
+@pytest.mark.parametrize("updates", UPDATES)
+@pytest.mark.parametrize("B", [6, 40])
+def test_w_update_then_decays_the_weights_not_the_bias(B, updates):
+    """weight_decay: the W-update's result, its weights (not its bias column) times 1 / (1 + decay)."""
+    rng = np.random.default_rng(11)
+    A = np.maximum(rng.normal(size=(B, 5)), 0)
+    Z = rng.normal(size=(B, 3))
+    results = []
+    for decay in (0.0, 0.25):
+        p, _ = _problem(B=B, updates=updates, weight_decay=decay)
+        p.A[1][...] = A
+        p.Z[2][...] = Z
+        p.W[2] = np.random.default_rng(2).normal(size=p.W[2].shape)
+        p._w_update(2, B)
+        results.append(p.W[2].copy())
+    plain, decayed = results
+    np.testing.assert_allclose(decayed[:, :-1], plain[:, :-1] / 1.25, rtol=1e-13)
+    np.testing.assert_array_equal(decayed[:, -1], plain[:, -1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("B", [6, 40])
+def test_compiled_updates_agree_with_numpy_ones(B, dtype):
+    """The compiled W- and a-updates against their NumPy versions, in both dtypes, with weight decay."""
+    rng = np.random.default_rng(3)
+    A = np.maximum(rng.normal(size=(B, 5)), 0)
+    Z = rng.normal(size=(B, 3))
+    W0 = rng.normal(size=(3, 6))
+    out = {}
+    for updates in UPDATES:
+        p, _ = _problem(B=B, updates=updates, weight_decay=0.1, dtype=dtype)
+        p.A[1][...] = A
+        p.Z[2][...] = Z
+        p.W[2] = W0.astype(dtype)
+        p.H[1][...] = A
+        p._a_update(1, B)
+        p._w_update(2, B)
+        out[updates] = (p.A_new[1].copy(), p.W[2].copy())
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    for got, want in zip(out["compiled"], out["numpy"]):
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_compiled_gather_takes_rows_and_columns_with_the_cast():
+    from fastadmm import _minibatch
+
+    if _minibatch._updates is None:
+        pytest.skip("fastadmm._updates is not built")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 9))
+    rows = rng.permutation(30)[:7]
+    cols = np.array([0, 2, 3, 8], dtype=np.intp)
+    for dtype in (np.float32, np.float64):
+        out = np.full((10, 4), np.nan, dtype)
+        _minibatch._updates.gather(X, rows, cols, out)
+        np.testing.assert_array_equal(out[:7], X[np.ix_(rows, cols)].astype(dtype))
+        assert np.isnan(out[7:]).all()  # rows past the batch untouched
+
+
+def test_compiled_updates_report_non_finite_input_and_ill_conditioned_float32():
+    from fastadmm import _linalg, _minibatch
+
+    upd = _minibatch._updates
+    if upd is None:
+        pytest.skip("fastadmm._updates is not built")
+    assert upd.FLOAT32_COND_LIMIT == _linalg.FLOAT32_COND_LIMIT
+    rng = np.random.default_rng(1)
+    for B in (4, 20):  # push-through and normal equations
+        A = rng.normal(size=(B, 6))
+        R = rng.normal(size=(B, 3))
+        W = rng.normal(size=(3, 7))
+        square, work = np.empty(400), np.empty(100)
+        R[0, 1] = np.nan
+        assert upd.w_update(A, R.copy(), W, W.copy(), 1.0, 1.0, square, work) == upd.NONFINITE
+        R[0, 1] = 0.0
+        A[1, 2] = np.inf
+        assert upd.w_update(A, R.copy(), W, W.copy(), 1.0, 1.0, square, work) == upd.NONFINITE
+        A[1, 2] = 0.0
+        # a float32 system whose condition bound exceeds the limit is handed back (prox tiny)
+        args = [x.astype(np.float32) for x in (A, R, W, W.copy())]
+        assert upd.w_update(*args, 1e-9, 1.0, square.astype(np.float32), work.astype(np.float32)) == upd.NEEDS_FLOAT64
+        assert upd.w_update(*[x.astype(np.float64) for x in args], 1e-9, 1.0, square, work) == upd.OK
+    with pytest.raises(ValueError, match="scratch"):
+        upd.w_update(A, R, W, W.copy(), 1.0, 1.0, np.empty(3), np.empty(3))
+
+
+@pytest.mark.parametrize("rows", [True, False])
+def test_spd_solve_moves_an_ill_conditioned_float32_system_to_float64(rows, monkeypatch):
+    """A float32 K with condition number 1e6 (above FLOAT32_COND_LIMIT): spd_solve's answer is that of
+    float64 arithmetic on the same (float32) K; float32 Cholesky would be off by about 1e-2."""
+    from fastadmm import _linalg
+
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.normal(size=(12, 12)))
+    eig = np.logspace(0, -6, 12)
+    K32 = ((Q * eig) @ Q.T).astype(np.float32)
+    K32 = (K32 + K32.T) / 2
+    R32 = rng.normal(size=(5, 12) if rows else (12, 5)).astype(np.float32)
+    K64 = K32.astype(np.float64)
+    exact = R32 @ np.linalg.inv(K64) if rows else np.linalg.solve(K64, R32)
+
+    def solved():
+        K, R = K32.copy(), R32.copy()
+        assert _linalg.spd_solve(K, R, 1e-6, rows)
+        return R
+
+    np.testing.assert_allclose(solved(), exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
+    monkeypatch.setattr(_linalg, "FLOAT32_COND_LIMIT", 1e30)  # float32 all the way: the check can fail
+    err = np.abs(solved() - exact).max() / np.abs(exact).max()
+    assert err > 1e-3
 
 
 def test_output_refit_is_the_ridge_least_squares_of_the_forward_features():
@@ -325,7 +459,12 @@ def test_kept_columns_gathered_per_batch_equal_a_compacted_copy(sweep_order, K, 
     outputs = np.concatenate([out for _, out in p.train_outputs(p.compact_weights())])
     np.testing.assert_allclose(outputs, _losses.forward(ref.compact_weights(), X_compact, True), rtol=1e-10,
                                atol=1e-12)
-    np.testing.assert_array_equal(p.compact_test(X), X_compact)
+    assert p.compact_test(X) is X  # no copy of X_test either: test_outputs widens W_1
+    X_test = rng.uniform(0.0, 1.0, (40, 30))
+    X_test[:, [0, 1, 7, 8, 9, 29]] = 0.0
+    test_out = np.concatenate([out for _, out in p.test_outputs(p.compact_weights(), X_test)])
+    np.testing.assert_allclose(test_out, _losses.forward(ref.compact_weights(), X_test[:, kept], True), rtol=1e-10,
+                               atol=1e-12)
 
 
 def test_output_refit_without_hidden_layers_is_ridge_regression_on_the_inputs():
