@@ -54,7 +54,16 @@ class Scan:
 
 
 def scan(X: np.ndarray, rows: int = _ROWS) -> Scan:
-    """The column minima and maxima of X, reduced over blocks of rows (any strides; no copy of X)."""
+    """The column minima and maxima of X: one compiled pass over a C-contiguous float32/float64 X
+    (``_updates.column_range``), else NumPy reductions over blocks of rows (any strides; no copy)."""
+    try:
+        from . import _updates
+    except ImportError:  # pragma: no cover - a source checkout without the build
+        _updates = None
+    if _updates is not None and X.dtype in (np.float32, np.float64) and X.flags.c_contiguous:
+        colmin, colmax = np.empty(X.shape[1], X.dtype), np.empty(X.shape[1], X.dtype)
+        _updates.column_range(X, colmin, colmax, True)
+        return Scan(colmin, colmax)
     colmin, colmax = X[:rows].min(axis=0), X[:rows].max(axis=0)
     for start in range(rows, X.shape[0], rows):
         block = X[start : start + rows]

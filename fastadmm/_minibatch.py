@@ -81,6 +81,8 @@ class MiniBatchADMM:
         widths = [X.shape[1] if self.active is None else self.active.shape[0]] + list(sizes[1:])
         # The batch's rows at X's full width, before their kept columns go to Xb (skip_zero_inputs only).
         self.Xrows = None if self.active is None or self.compiled is not None else np.empty((B, X.shape[1]), dt)
+        # The kept columns as runs of consecutive indices, for the compiled gather.
+        self._runs = None if self.active is None or self.compiled is None else self.compiled.column_runs(self.active)
         # Batch buffers, allocated once: Xb holds the batch's rows of X; Z[l], A[l], H[l] its z_l, a_l,
         # h(z_l); A_new[l] receives the a-update before it replaces A[l]; R[l] is scratch of z_l's width.
         self.Xb = np.empty((B, widths[0]), dt)
@@ -136,20 +138,27 @@ class MiniBatchADMM:
 
     def _first_layer_blocks(self, W1, rows=_GATHER_ROWS, X=None):
         """(rows, W_1 [x; 1]) over the rows of X (default: the training set) in blocks, for a compact
-        W_1, in the fit's dtype: the blocks of X are views (no gather), cast block by block when X
-        has another dtype; W_1 is widened to every feature instead, the left-out ones with weight 0
-        (exact: they are 0 in every training row)."""
+        W_1, in the fit's dtype; X itself is never copied whole.  With the compiled gather, each
+        block's kept columns are gathered (and cast) into a buffer of the block's size, one pass; else
+        the blocks of X are views, cast block by block when X has another dtype, and W_1 is widened
+        to every feature instead, the left-out ones with weight 0 (exact: they are 0 in every
+        training row)."""
         X = self.X if X is None else X
         N = X.shape[0]
-        W = W1 if self.active is None else self._expand(W1)
-        V, b = W[:, :-1].T, W[:, -1]
         dt = self.dtype
+        gather = self.compiled is not None and self.active is not None
+        W = W1 if self.active is None or gather else self._expand(W1)
+        V, b = W[:, :-1].T, W[:, -1]
         buf = np.empty((min(rows, N), W.shape[0]), dt)
-        cast = None if X.dtype == dt else np.empty((min(rows, N), X.shape[1]), dt)
+        width = V.shape[0]
+        cast = None if X.dtype == dt and not gather else np.empty((min(rows, N), width), dt)
         for start in range(0, N, rows):
             stop = min(start + rows, N)
             block = X[start:stop]
-            if cast is not None:  # a float64 X in a float32 fit: this block only, in the fit's type
+            if gather:  # this block's rows and kept columns, in the fit's type
+                block = cast[: stop - start]
+                self.compiled.gather(X, np.arange(start, stop, dtype=np.intp), self._runs, block)
+            elif cast is not None:  # a float64 X in a float32 fit: this block only, in the fit's type
                 block = cast[: stop - start]
                 block[...] = X[start:stop]
             out = np.matmul(block, V, out=buf[: stop - start])
@@ -198,12 +207,19 @@ class MiniBatchADMM:
     def _linear(self, l, B, out):
         """out <- W_l [a_{l-1}; 1] for the batch's B rows."""
         W = self.W[l]
+        if self.compiled is not None:
+            self.compiled.linear(self.A[l - 1][:B], W, out)
+            return out
         np.matmul(self.A[l - 1][:B], W[:, :-1].T, out=out)
         out += W[:, -1]
         return out
 
     def _forward(self, B):
+        """z_l = W_l [a_{l-1}; 1] (kept in M[l]), a_l = h(z_l) and a copy of it in H[l]."""
         for l in range(1, self.L + 1):
+            if self.compiled is not None and l < self.L:
+                self.compiled.linear(self.A[l - 1][:B], self.W[l], self.M[l][:B], self.A[l][:B], self.H[l][:B])
+                continue
             self._linear(l, B, self.M[l][:B])
             if l < self.L:
                 np.maximum(self.M[l][:B], 0, out=self.A[l][:B])
@@ -285,17 +301,23 @@ class MiniBatchADMM:
         (spd_solve moves a float32 system to float64 when its condition number asks for it)."""
         A, Wp = self.A[l - 1][:B], self.W[l]
         R = self.R[l][:B]
-        np.subtract(self.Z[l][:B], self._pre(l, B, R), out=R)  # z_l - W_prev a_{l-1}
+        Z = self.Z[l][:B]
+        M = self.M[l][:B] if self.m_valid[l] else None  # W_prev a_{l-1}, when still current
         self.m_valid[l] = False  # W_l changes below, in place (compact_weights hands out copies)
-        if self.s.prox_metric == "gram":
-            return self._w_update_gram(l, B, A, R, Wp)
-        if self.compiled is not None:
-            status = self.compiled.w_update(A, R, Wp, Wp, self.s.prox, self._shrink, self._square_buf, self._prod_buf)
+        if self.compiled is not None and self.s.prox_metric == "identity":
+            # The residuals (from M, or computed), the solve and the update in one call.
+            status = self.compiled.w_update(A, Z, M, R, Wp, Wp, self.s.prox, self._shrink, self._square_buf,
+                                            self._prod_buf)
             if status == _updates.OK:
                 return
             if status != _updates.NEEDS_FLOAT64:
                 raise _linalg.NonFiniteError(f"layer {l}: the batch's activations or targets hold NaN or infinity, "
                                              "or its W-update's system is not positive definite")
+        if M is None:
+            M = self._linear(l, B, R)
+        np.subtract(Z, M, out=R)  # z_l - W_prev a_{l-1}
+        if self.s.prox_metric == "gram":
+            return self._w_update_gram(l, B, A, R, Wp)
         self._w_update_numpy(l, B, A, R, Wp)
 
     def _decay(self, W):
@@ -407,10 +429,12 @@ class MiniBatchADMM:
         B, L = rows.shape[0], self.L
         # mode="clip" (the rows are valid): np.take's default "raise" buffers its output, 3-4x slower here
         if self.compiled is not None and self.active is not None:  # rows and kept columns in one pass
-            self.compiled.gather(self.X, rows, self.active, self.Xb)
+            self.compiled.gather(self.X, rows, self._runs, self.Xb)
         elif self.active is None:
             np.take(self.X, rows, axis=0, out=self.Xb[:B], mode="clip")
         else:  # the rows, then their kept columns (no compacted copy of X)
+            if self.Xrows is None:  # the compiled gather was switched off after construction
+                self.Xrows = np.empty((self.B, self.X.shape[1]), self.dtype)
             np.take(self.X, rows, axis=0, out=self.Xrows[:B], mode="clip")
             np.take(self.Xrows[:B], self.active, axis=1, out=self.Xb[:B], mode="clip")
         np.take(self.T, rows, axis=0, out=self.Tb[:B], mode="clip")

@@ -1,7 +1,8 @@
 # cython: language_level=3
 """The small dense steps of a mini-batch ADMM batch, compiled: the proximal W-update and the
-Woodbury a-update of ``fastadmm._minibatch`` (docs/ALGORITHM.md, section 6), and the gather of a
-batch's rows and kept columns.
+Woodbury a-update of ``fastadmm._minibatch`` (docs/ALGORITHM.md, section 6), a layer's product
+with its bias and ReLU, the gather of a batch's rows and kept columns, and the one-pass column
+minima and maxima of the boundary's scan of X (``_inputs.scan``).
 
 Each is one call doing what ``MiniBatchADMM._w_update_numpy`` / ``_a_update_numpy`` do in a dozen
 NumPy and LAPACK calls: the same products by BLAS (scipy's ``cython_blas``) and the same Cholesky
@@ -22,7 +23,7 @@ output arrays are undefined.
 """
 
 from cython cimport floating
-from libc.math cimport isfinite
+from libc.math cimport isfinite, sqrt
 cimport scipy.linalg.cython_blas as blas
 cimport scipy.linalg.cython_lapack as lapack
 
@@ -52,15 +53,33 @@ cdef inline void _gemm_rm(char ta, char tb, int M, int N, int K, floating alpha,
         blas.dgemm(&tb, &ta, &N, &M, &K, &alpha, B, &ldb, A, &lda, &beta, C, &ldc)
 
 
-cdef inline int _potrf(floating* K, int n) noexcept nogil:
-    # Lower Cholesky factor of the symmetric n x n K in place (column-major lower = row-major upper).
-    cdef char lo = c'L'
-    cdef int info = 0
-    if floating is float:
-        lapack.spotrf(&lo, &n, K, &n, &info)
-    else:
-        lapack.dpotrf(&lo, &n, K, &n, &info)
-    return info
+cdef int _potrf(floating* K, int n) noexcept nogil:
+    # The Cholesky factor of the symmetric n x n K in place, as LAPACK potrf('L') leaves it in
+    # column-major storage: row-major, the upper triangle U with K = U^T U (read from K's upper
+    # triangle; the strict lower one is left alone).  Returns 0, or k + 1 if the k-th pivot is not
+    # positive (NaN included), as potrf's info.  Right-looking, row by row: each update is a
+    # contiguous axpy, which the compiler vectorises; for the 1-100-wide systems of a batch this
+    # takes a fraction of OpenBLAS potrf's ~15 microseconds of call and blocking overhead.
+    cdef int k, i, j
+    cdef floating d, f
+    cdef floating* rk
+    cdef floating* ri
+    for k in range(n):
+        rk = K + <Py_ssize_t>k * n
+        d = rk[k]
+        if not d > 0:
+            return k + 1
+        d = <floating>sqrt(d)
+        rk[k] = d
+        f = 1 / d
+        for j in range(k + 1, n):
+            rk[j] = rk[j] * f
+        for i in range(k + 1, n):
+            ri = K + <Py_ssize_t>i * n
+            f = rk[i]
+            for j in range(i, n):
+                ri[j] = ri[j] - f * rk[j]
+    return 0
 
 
 cdef inline void _solve_columns(floating* L, int n, floating* R, int h) noexcept nogil:
@@ -88,11 +107,13 @@ cdef inline int _solve_rows(floating* L, int n, floating* R, int m) noexcept nog
 
 
 cdef inline bint _all_finite(floating* x, Py_ssize_t size) noexcept nogil:
+    # x - x is 0 for a finite x and NaN for NaN or infinity; the flags are OR-ed (no float
+    # reduction, so the loop vectorises).
     cdef Py_ssize_t i
-    cdef floating acc = 0
+    cdef int bad = 0
     for i in range(size):
-        acc = acc + x[i] * 0  # NaN or infinity anywhere makes the product NaN
-    return acc == 0
+        bad = bad | (x[i] - x[i] != 0)
+    return bad == 0
 
 
 cdef void _shrink(floating[:, ::1] W, double shrink) noexcept nogil:
@@ -177,12 +198,16 @@ cdef int _w_update(const floating[:, ::1] A, floating[:, ::1] R, const floating[
     return ST_OK
 
 
-def w_update(const floating[:, ::1] A, floating[:, ::1] R, const floating[:, ::1] W_prev,
-             floating[:, ::1] W_out, double prox, double shrink, floating[::1] square, floating[::1] work):
-    """W_out <- W_prev + R^T [A 1] ([A 1]^T [A 1] + p I)^-1, the proximal W-update of a batch, then
-    W_out's weights (not its bias) times ``shrink`` (the weight decay's step; 1 for none).
+def w_update(const floating[:, ::1] A, const floating[:, ::1] Z, const floating[:, ::1] M, floating[:, ::1] R,
+             const floating[:, ::1] W_prev, floating[:, ::1] W_out, double prox, double shrink,
+             floating[::1] square, floating[::1] work):
+    """W_out <- W_prev + R^T [A 1] ([A 1]^T [A 1] + p I)^-1 with the residuals R = Z - W_prev [A 1]^T,
+    the proximal W-update of a batch, then W_out's weights (not its bias) times ``shrink`` (the
+    weight decay's step; 1 for none).
 
-    A (B, m): the batch's inputs a_{l-1}; R (B, h): the residuals z_l - W_prev [a; 1], overwritten;
+    A (B, m): the batch's inputs a_{l-1}; Z (B, h): the targets z_l; M (B, h): W_prev [A 1]^T if the
+    caller has it, else None (then it is computed into R); R (B, h): scratch, overwritten by the
+    residuals and the solve;
     W_prev, W_out (h, m + 1), the bias last; p = prox * mean diagonal of [A 1]^T [A 1] (+ 1e-12).
     Push-through (B < m + 1): a B x B solve with K = A A^T + 1 1^T + p I; otherwise the normal
     equations, an (m + 1) x (m + 1) solve.  ``square`` holds at least max(B, m + 1)^2 entries,
@@ -190,10 +215,22 @@ def w_update(const floating[:, ::1] A, floating[:, ::1] R, const floating[:, ::1
     """
     cdef int B = A.shape[0], m = A.shape[1], h = R.shape[1], n = m + 1
     cdef int status
+    cdef Py_ssize_t i, j
     if R.shape[0] != B or W_prev.shape[0] != h or W_prev.shape[1] != n or W_out.shape[0] != h \
-            or W_out.shape[1] != n or square.shape[0] < max(B, n) * max(B, n) or work.shape[0] < n * h:
+            or W_out.shape[1] != n or square.shape[0] < max(B, n) * max(B, n) or work.shape[0] < n * h \
+            or Z.shape[0] != B or Z.shape[1] != h or (M is not None and (M.shape[0] != B or M.shape[1] != h)):
         raise ValueError("w_update: inconsistent shapes or scratch too small")
     with nogil:
+        if M is None:  # R = Z - b - A W_b^T
+            for i in range(B):
+                for j in range(h):
+                    R[i, j] = Z[i, j] - W_prev[j, m]
+            _gemm_rm(c'N', c'T', B, h, m, <floating>-1, <floating*>&A[0, 0], m, <floating*>&W_prev[0, 0], n,
+                     <floating>1, &R[0, 0], h)
+        else:
+            for i in range(B):
+                for j in range(h):
+                    R[i, j] = Z[i, j] - M[i, j]
         status = _w_update(A, R, W_prev, W_out, prox, &square[0], &work[0])
         if status == ST_OK:
             _shrink(W_out, shrink)
@@ -253,17 +290,97 @@ ctypedef fused source_t:
     double
 
 
-def gather(const source_t[:, ::1] X, const Py_ssize_t[::1] rows, const Py_ssize_t[::1] cols,
+def column_runs(const Py_ssize_t[::1] cols):
+    """The runs of consecutive indices in the sorted `cols`, as an (n_runs, 3) array of (first
+    column in X, first column in the output, length): what ``gather`` copies run by run."""
+    import numpy as np
+
+    cdef Py_ssize_t m = cols.shape[0], j, start = 0, n_runs = 0
+    runs = np.empty((max(m, 1), 3), dtype=np.intp)
+    cdef Py_ssize_t[:, ::1] r = runs
+    for j in range(1, m + 1):
+        if j == m or cols[j] != cols[j - 1] + 1:
+            r[n_runs, 0] = cols[start]
+            r[n_runs, 1] = start
+            r[n_runs, 2] = j - start
+            n_runs += 1
+            start = j
+    return runs[:n_runs]
+
+
+def gather(const source_t[:, ::1] X, const Py_ssize_t[::1] rows, const Py_ssize_t[:, ::1] runs,
            floating[:, ::1] out):
-    """out[i, j] <- X[rows[i], cols[j]], cast to out's dtype: a batch's rows and kept columns in one
-    pass (NumPy needs two takes and a buffer of the rows at full width).  The indices must be valid
-    (they are the driver's own permutation and kept features; not checked per entry)."""
-    cdef Py_ssize_t B = rows.shape[0], m = cols.shape[0], i, j
+    """out[i, :] <- X[rows[i], kept columns], cast to out's dtype: a batch's rows and kept columns in
+    one pass (NumPy needs two takes and a buffer of the rows at full width).  The kept columns come
+    as ``column_runs(cols)``: each run is a contiguous copy with the cast, which vectorises.  The
+    indices must be valid (the driver's own permutation and kept features; not checked per entry)."""
+    cdef Py_ssize_t B = rows.shape[0], n_runs = runs.shape[0], i, j, r, src0, dst0, length, m = 0
     cdef const source_t* src
+    cdef floating* dst
+    for r in range(n_runs):
+        m += runs[r, 2]
+        if runs[r, 0] < 0 or runs[r, 0] + runs[r, 2] > X.shape[1] or runs[r, 1] + runs[r, 2] > out.shape[1]:
+            raise ValueError("gather: a run of columns lies outside X or out")
     if out.shape[0] < B or out.shape[1] != m:
         raise ValueError("gather: out has the wrong shape")
     with nogil:
         for i in range(B):
             src = &X[rows[i], 0]
-            for j in range(m):
-                out[i, j] = <floating>src[cols[j]]
+            dst = &out[i, 0]
+            for r in range(n_runs):
+                src0, dst0, length = runs[r, 0], runs[r, 1], runs[r, 2]
+                for j in range(length):
+                    dst[dst0 + j] = <floating>src[src0 + j]
+
+
+def column_range(const source_t[:, ::1] X, source_t[::1] colmin, source_t[::1] colmax, bint start):
+    """colmin, colmax <- the minimum and maximum of each column of X over its rows, in one pass
+    (NaN wins, as with np.minimum / np.maximum); ``start``: overwrite them, else fold X's rows into
+    them (blocks of rows)."""
+    cdef Py_ssize_t N = X.shape[0], n = X.shape[1], i, j
+    cdef source_t v, lo, hi
+    if colmin.shape[0] != n or colmax.shape[0] != n:
+        raise ValueError("column_range: colmin and colmax need one entry per column of X")
+    if N == 0:
+        return
+    with nogil:
+        if start:
+            for j in range(n):
+                colmin[j] = X[0, j]
+                colmax[j] = X[0, j]
+        for i in range(N):
+            for j in range(n):
+                v = X[i, j]
+                lo = colmin[j]
+                hi = colmax[j]
+                # v < lo is false for a NaN v; (v != v) keeps it (NaN wins), and a NaN already held stays
+                colmin[j] = v if (v < lo or v != v) else lo
+                colmax[j] = v if (v > hi or v != v) else hi
+
+
+def linear(const floating[:, ::1] A, const floating[:, ::1] W, floating[:, ::1] out,
+           floating[:, ::1] relu_out=None, floating[:, ::1] relu_copy=None):
+    """out <- [A 1] W^T (W's last column the bias), one gemm; then, if given, relu_out <- max(out, 0)
+    and relu_copy <- the same (the forward pass's a_l and h(z_l) of a batch)."""
+    cdef int B = A.shape[0], m = A.shape[1], h = W.shape[0], n = m + 1
+    cdef Py_ssize_t i, j
+    cdef floating v
+    if W.shape[1] != n or out.shape[0] != B or out.shape[1] != h \
+            or (relu_out is not None and (relu_out.shape[0] != B or relu_out.shape[1] != h)) \
+            or (relu_copy is not None and (relu_copy.shape[0] != B or relu_copy.shape[1] != h)):
+        raise ValueError("linear: inconsistent shapes")
+    with nogil:
+        for i in range(B):
+            for j in range(h):
+                out[i, j] = W[j, m]
+        _gemm_rm(c'N', c'T', B, h, m, <floating>1, <floating*>&A[0, 0], m, <floating*>&W[0, 0], n,
+                 <floating>1, &out[0, 0], h)
+        if relu_out is not None:
+            for i in range(B):
+                for j in range(h):
+                    v = out[i, j]
+                    relu_out[i, j] = 0 if v < 0 else v  # as np.maximum(v, 0): NaN stays NaN
+            if relu_copy is not None:
+                for i in range(B):
+                    for j in range(h):
+                        relu_copy[i, j] = relu_out[i, j]

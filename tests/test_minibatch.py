@@ -286,7 +286,7 @@ def test_compiled_gather_takes_rows_and_columns_with_the_cast():
     cols = np.array([0, 2, 3, 8], dtype=np.intp)
     for dtype in (np.float32, np.float64):
         out = np.full((10, 4), np.nan, dtype)
-        _minibatch._updates.gather(X, rows, cols, out)
+        _minibatch._updates.gather(X, rows, _minibatch._updates.column_runs(cols), out)
         np.testing.assert_array_equal(out[:7], X[np.ix_(rows, cols)].astype(dtype))
         assert np.isnan(out[7:]).all()  # rows past the batch untouched
 
@@ -301,21 +301,51 @@ def test_compiled_updates_report_non_finite_input_and_ill_conditioned_float32():
     rng = np.random.default_rng(1)
     for B in (4, 20):  # push-through and normal equations
         A = rng.normal(size=(B, 6))
-        R = rng.normal(size=(B, 3))
+        Z = rng.normal(size=(B, 3))
         W = rng.normal(size=(3, 7))
+        M = A @ W[:, :-1].T + W[:, -1]
         square, work = np.empty(400), np.empty(100)
-        R[0, 1] = np.nan
-        assert upd.w_update(A, R.copy(), W, W.copy(), 1.0, 1.0, square, work) == upd.NONFINITE
-        R[0, 1] = 0.0
+
+        def call(A, Z, M, W, prox=1.0, square=square, work=work):
+            W_out = W.copy()
+            return upd.w_update(A, Z, M, np.empty_like(Z), W, W_out, prox, 1.0, square, work), W_out
+
+        # the residuals from M or computed from A and W: the same update
+        st1, W1 = call(A, Z, M, W)
+        st2, W2 = call(A, Z, None, W)
+        assert st1 == st2 == upd.OK
+        np.testing.assert_allclose(W1, W2, rtol=1e-12, atol=1e-12)
+        Z[0, 1] = np.nan
+        assert call(A, Z, M, W)[0] == upd.NONFINITE
+        Z[0, 1] = 0.0
         A[1, 2] = np.inf
-        assert upd.w_update(A, R.copy(), W, W.copy(), 1.0, 1.0, square, work) == upd.NONFINITE
+        assert call(A, Z, None, W)[0] == upd.NONFINITE
         A[1, 2] = 0.0
         # a float32 system whose condition bound exceeds the limit is handed back (prox tiny)
-        args = [x.astype(np.float32) for x in (A, R, W, W.copy())]
-        assert upd.w_update(*args, 1e-9, 1.0, square.astype(np.float32), work.astype(np.float32)) == upd.NEEDS_FLOAT64
-        assert upd.w_update(*[x.astype(np.float64) for x in args], 1e-9, 1.0, square, work) == upd.OK
+        f32 = [x.astype(np.float32) for x in (A, Z, M, W)]
+        assert call(*f32, prox=1e-9, square=square.astype(np.float32), work=work.astype(np.float32))[0] \
+            == upd.NEEDS_FLOAT64
+        assert call(A, Z, M, W, prox=1e-9)[0] == upd.OK
     with pytest.raises(ValueError, match="scratch"):
-        upd.w_update(A, R, W, W.copy(), 1.0, 1.0, np.empty(3), np.empty(3))
+        upd.w_update(A, Z, None, Z.copy(), W, W.copy(), 1.0, 1.0, np.empty(3), np.empty(3))
+
+
+def test_compiled_linear_is_the_layer_product_and_relu():
+    from fastadmm import _minibatch
+
+    upd = _minibatch._updates
+    if upd is None:
+        pytest.skip("fastadmm._updates is not built")
+    rng = np.random.default_rng(2)
+    A, W = rng.normal(size=(9, 5)), rng.normal(size=(4, 6))
+    A[0, 0] = np.nan  # NaN propagates as through np.maximum
+    want = A @ W[:, :-1].T + W[:, -1]
+    out, relu, copy = (np.empty((9, 4)) for _ in range(3))
+    upd.linear(A, W, out, relu, copy)
+    np.testing.assert_allclose(out, want, rtol=1e-13)
+    np.testing.assert_array_equal(relu, np.maximum(want, 0))
+    np.testing.assert_array_equal(copy, relu)
+    assert np.isnan(relu[0]).all()
 
 
 @pytest.mark.parametrize("rows", [True, False])

@@ -122,3 +122,43 @@ def test_random_state_record_keeps_numpy_seeds_as_ints():
     assert v.random_state_record(np.int64(3)) == 3 and type(v.random_state_record(np.int64(3))) is int
     assert v.random_state_record(None) is None and v.random_state_record(5) == 5
     assert v.random_state_record(np.random.default_rng(0)).startswith("Generator(")
+
+
+# -- the boundary's one scan of X ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["C", "F"])  # compiled one-pass scan (C) and the NumPy blocks (F)
+def test_scan_gives_column_extremes_finiteness_and_zero_features(dtype, layout):
+    from fastadmm import _inputs
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 7)).astype(dtype)
+    X[:, 3] = 0.0
+    X[:, 5] = 0.0
+    X[17, 5] = -0.0  # negative zero is zero
+    X = np.asarray(X, order=layout)
+    s = _inputs.scan(X, rows=64)
+    np.testing.assert_array_equal(s.colmin, X.min(axis=0))
+    np.testing.assert_array_equal(s.colmax, X.max(axis=0))
+    assert s.finite and s.low == X.min() and s.high == X.max()
+    np.testing.assert_array_equal(s.nonzero(), _inputs.nonzero_features(X))
+    for bad in (np.nan, np.inf, -np.inf):
+        Y = X.copy(order=layout)
+        Y[250, 1] = bad
+        assert not _inputs.scan(Y, rows=64).finite
+    Y = X.copy(order=layout)
+    Y[0, 2] = np.nan  # a NaN in the first row, and in a later one, both win
+    Y[299, 6] = np.nan
+    s = _inputs.scan(Y, rows=64)
+    assert np.isnan(s.colmin[2]) and np.isnan(s.colmax[2]) and np.isnan(s.colmin[6]) and np.isnan(s.colmax[6])
+
+
+def test_column_runs_cover_the_kept_columns():
+    from fastadmm import _minibatch
+
+    if _minibatch._updates is None:
+        pytest.skip("fastadmm._updates is not built")
+    cols = np.array([0, 1, 2, 5, 6, 9], dtype=np.intp)
+    np.testing.assert_array_equal(_minibatch._updates.column_runs(cols), [[0, 0, 3], [5, 3, 2], [9, 5, 1]])
+    assert _minibatch._updates.column_runs(np.array([], dtype=np.intp)).shape == (0, 3)
