@@ -62,8 +62,9 @@ def scan(X: np.ndarray, rows: int = _ROWS) -> Scan:
         _updates = None
     if _updates is not None and X.dtype in (np.float32, np.float64) and X.flags.c_contiguous:
         colmin, colmax = np.empty(X.shape[1], X.dtype), np.empty(X.shape[1], X.dtype)
-        _updates.column_range(X, colmin, colmax, True)
-        return Scan(colmin, colmax)
+        if _updates.column_range(X, colmin, colmax, True):
+            return Scan(colmin, colmax)
+        # NaN or infinity somewhere (an error to report): the NaN-propagating NumPy reductions below
     colmin, colmax = X[:rows].min(axis=0), X[:rows].max(axis=0)
     for start in range(rows, X.shape[0], rows):
         block = X[start : start + rows]

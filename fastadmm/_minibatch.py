@@ -100,7 +100,7 @@ class MiniBatchADMM:
         # Scratch of the small solves, as contiguous views of two flat buffers: the square systems
         # (B x B, n x n, n_{l+1} x n_{l+1}) and the products of a W- or a-update.
         square = max(B, *(w + 1 for w in widths[:L]))
-        self._square_buf = np.empty(square * square, dt)
+        self._square_buf = np.empty(2 * square * square, dt)  # a system and its factor's transpose
         self._prod_buf = np.empty(max(max(widths[l] * (widths[l - 1] + 1), B * widths[l]) for l in range(1, L + 1)), dt)
         self.beta, self.gamma = layer_penalties(settings.beta, settings.gamma, settings.depth_decay, L)
         self._shrink = 1.0 / (1.0 + settings.weight_decay)

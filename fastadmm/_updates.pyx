@@ -5,9 +5,12 @@ with its bias and ReLU, the gather of a batch's rows and kept columns, and the o
 minima and maxima of the boundary's scan of X (``_inputs.scan``).
 
 Each is one call doing what ``MiniBatchADMM._w_update_numpy`` / ``_a_update_numpy`` do in a dozen
-NumPy and LAPACK calls: the same products by BLAS (scipy's ``cython_blas``) and the same Cholesky
-solves by LAPACK (``cython_lapack``), in the arrays' own dtype, into buffers the caller owns, with
-no Python object touched and no allocation.  For the 10-100-wide layers of a batch of 64 the NumPy
+NumPy and LAPACK calls: the same products and triangular solves by BLAS and LAPACK (scipy's
+``cython_blas``, ``cython_lapack``), the Cholesky factorisation written out here (``_potrf``: at
+these sizes OpenBLAS's potrf spends more time in call and blocking overhead than in arithmetic;
+hand-written triangular solves were measured slower than trsm and are not used), in the arrays'
+own dtype, into buffers the caller owns, with no Python object touched and no
+allocation.  For the 10-100-wide layers of a batch of 64 the NumPy
 version spends most of its time in call overheads (about 60 of 70 microseconds for a W-update of a
 10 x 51 layer); here they are gone, and what is left is the arithmetic.
 
@@ -273,12 +276,12 @@ def a_update(const floating[:, ::1] W, const floating[:, ::1] Z, const floating[
     a-update (beta W^T W + gamma I)^-1 (beta W^T (z - b) + gamma h), for fewer outputs k than inputs m).
 
     W (k, m + 1): W_{l+1} with its bias last; Z (B, k): z_{l+1}; H (B, m): h(z_l); out (B, m);
-    R (B, k) scratch; ``square`` at least k^2 entries.  Returns a status code (module docstring).
+    R (B, k) scratch; ``square`` at least 2 k^2 entries.  Returns a status code (module docstring).
     """
     cdef int k = W.shape[0], m = W.shape[1] - 1, B = Z.shape[0], n = m + 1
     cdef int status
     if Z.shape[1] != k or H.shape[0] != B or H.shape[1] != m or out.shape[0] != B or out.shape[1] != m \
-            or R.shape[0] != B or R.shape[1] != k or square.shape[0] < k * k:
+            or R.shape[0] != B or R.shape[1] != k or square.shape[0] < 2 * k * k:
         raise ValueError("a_update: inconsistent shapes or scratch too small")
     with nogil:
         status = _a_update(W, Z, H, beta, gamma, out, R, &square[0])
@@ -334,28 +337,36 @@ def gather(const source_t[:, ::1] X, const Py_ssize_t[::1] rows, const Py_ssize_
 
 
 def column_range(const source_t[:, ::1] X, source_t[::1] colmin, source_t[::1] colmax, bint start):
-    """colmin, colmax <- the minimum and maximum of each column of X over its rows, in one pass
-    (NaN wins, as with np.minimum / np.maximum); ``start``: overwrite them, else fold X's rows into
-    them (blocks of rows)."""
+    """colmin, colmax <- the minimum and maximum of each column of X over its rows, in one pass;
+    ``start``: overwrite them, else fold X's rows into them.  Returns False if X holds NaN or
+    infinity (then colmin and colmax are undefined: the caller takes NumPy's NaN-propagating
+    reductions instead).  No NaN test inside the comparisons, so the loop vectorises."""
     cdef Py_ssize_t N = X.shape[0], n = X.shape[1], i, j
-    cdef source_t v, lo, hi
+    cdef source_t v
+    cdef int bad = 0
     if colmin.shape[0] != n or colmax.shape[0] != n:
         raise ValueError("column_range: colmin and colmax need one entry per column of X")
     if N == 0:
-        return
+        return True
+    cdef const source_t* row
+    cdef source_t* lo = &colmin[0]
+    cdef source_t* hi = &colmax[0]
+    cdef source_t a, b
     with nogil:
         if start:
             for j in range(n):
-                colmin[j] = X[0, j]
-                colmax[j] = X[0, j]
+                lo[j] = X[0, j]
+                hi[j] = X[0, j]
         for i in range(N):
+            row = &X[i, 0]
             for j in range(n):
-                v = X[i, j]
-                lo = colmin[j]
-                hi = colmax[j]
-                # v < lo is false for a NaN v; (v != v) keeps it (NaN wins), and a NaN already held stays
-                colmin[j] = v if (v < lo or v != v) else lo
-                colmax[j] = v if (v > hi or v != v) else hi
+                v = row[j]
+                a = lo[j]
+                b = hi[j]
+                lo[j] = v if v < a else a
+                hi[j] = v if v > b else b
+                bad = bad | (v - v != 0)  # NaN or infinity
+    return bad == 0
 
 
 def linear(const floating[:, ::1] A, const floating[:, ::1] W, floating[:, ::1] out,

@@ -12,9 +12,8 @@ import time
 from typing import Callable, Optional
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from . import _backend, _comm, _fit, _losses, _validation
+from . import _backend, _comm, _fit, _losses, _threads, _validation
 from ._fit import CheckpointWarning, ConvergenceWarning, DivergenceWarning  # noqa: F401 - public names
 from ._fullbatch import FullBatchADMM
 from ._minibatch import MiniBatchADMM
@@ -263,7 +262,7 @@ def train_admm(
             kernels.warmup()
         timings["compile"] = time.perf_counter() - t_compile
 
-        limits = threadpool_limits(settings.threads) if settings.threads is not None else None
+        limits = _threads.limit(settings.threads) if settings.threads is not None else None
         try:
             fit_dtype = np.dtype(settings.dtype) if settings.dtype else X.dtype
             T = _losses.targets(y_index, len(classes), fit_dtype, loss)

@@ -48,9 +48,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from . import _fit, _inputs, _losses, _sgd_kernels as _k, _validation
+from . import _fit, _inputs, _losses, _sgd_kernels as _k, _threads, _validation
 from ._gradient import ADAM_BETAS, ADAM_EPS, GradientSteps, _Net
 from ._gradient import _call_epoch, _full_width, _initial_weights, _warmup  # noqa: F401 - benchmarks reach them
 from ._constraints import boolean, check_fields, choice, integer, real
@@ -300,7 +299,7 @@ def train_sgd(
     n, n_features, dt = X.shape[0], X.shape[1], X.dtype
 
     timings = {k: 0.0 for k in ("setup", "compile", "train", "eval", "total")}
-    limits = threadpool_limits(s.threads) if s.threads is not None else None
+    limits = _threads.limit(s.threads) if s.threads is not None else None
     try:
         t_compile = time.perf_counter()
         _warmup(dt, s.intercept)
