@@ -26,16 +26,32 @@ float64), except for ``prox_metric="gram"`` (float64).
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import scipy.linalg as sla
 
 from . import _inputs, _linalg, _losses
 
-try:  # the compiled W- and a-updates (built with the kernels); without them, their NumPy versions below
-    from . import _updates
-except ImportError:  # pragma: no cover - a source checkout without the build
-    _updates = None
+UPDATES_ABI = 1  # the signatures of fastadmm._updates this module calls
+
+
+def _load_updates():
+    """fastadmm._updates (the compiled W- and a-updates, built with the kernels), or None: then the
+    NumPy versions below run (a source checkout without the build, or a stale build, which warns)."""
+    try:
+        from . import _updates
+    except ImportError:
+        return None
+    if getattr(_updates, "UPDATES_ABI", None) != UPDATES_ABI:
+        warnings.warn("fastadmm._updates is a stale build (another ABI); mini-batch ADMM falls back to its slower "
+                      "NumPy updates. Rebuild: pip install . (or python setup.py build_ext --inplace)", RuntimeWarning,
+                      stacklevel=2)
+        return None
+    return _updates
+
+
+_updates = _load_updates()
 
 _GATHER_ROWS = 1024  # rows per block of the passes over the whole training set (a gathered block stays in cache)
 

@@ -30,6 +30,9 @@ from libc.math cimport isfinite, sqrt
 cimport scipy.linalg.cython_blas as blas
 cimport scipy.linalg.cython_lapack as lapack
 
+# Checked by fastadmm._minibatch on import: bump it with _minibatch.UPDATES_ABI when a signature changes.
+UPDATES_ABI = 1
+
 # The same bound as fastadmm._linalg.FLOAT32_COND_LIMIT (checked by the tests).
 FLOAT32_COND_LIMIT = 1e4
 cdef double _F32_COND = 1e4
