@@ -122,6 +122,10 @@ class MiniBatchADMM:
         self._shrink = 1.0 / (1.0 + settings.weight_decay)
         self.iteration = 0
         self.S = [None] * (L + 1)  # running input Grams (with the bias) of prox_metric="gram", float64
+        # The training rows' last hidden features from the last output refit (refit_output), and
+        # whether they still belong to the current weights (any batch step invalidates them).
+        self._features = None
+        self._features_valid = False
         if init is not None:
             self._load_state(init)
         else:
@@ -183,8 +187,19 @@ class MiniBatchADMM:
 
     def train_outputs(self, weights):
         """(rows, outputs) blocks of a forward pass over the training rows for `weights` (from
-        compact_weights)."""
-        return self.test_outputs(weights, self.X)
+        compact_weights).  Right after an output refit that kept the last hidden features, and for
+        the weights it left, the outputs are those features times W_L: the refit's pass already
+        computed them with these hidden weights, so no forward pass is made (the same numbers)."""
+        if self._features_valid and all(np.array_equal(w, W) for w, W in zip(weights, self.W[1:])):
+            W = weights[-1]
+            Wb, b = W[:, :-1].T, W[:, -1]
+            for start in range(0, self.X.shape[0], _GATHER_ROWS):
+                rows = slice(start, min(start + _GATHER_ROWS, self.X.shape[0]))
+                out = self._features[rows] @ Wb
+                out += b
+                yield rows, out
+            return
+        yield from self.test_outputs(weights, self.X)
 
     def test_outputs(self, weights, X_test):
         """(rows, outputs) blocks of a forward pass over the rows of X_test (at the user's width,
@@ -443,6 +458,7 @@ class MiniBatchADMM:
 
     def _batch(self, rows, sums, timings):
         B, L = rows.shape[0], self.L
+        self._features_valid = False  # the batch changes the weights the kept features belong to
         # mode="clip" (the rows are valid): np.take's default "raise" buffers its output, 3-4x slower here
         if self.compiled is not None and self.active is not None:  # rows and kept columns in one pass
             self.compiled.gather(self.X, rows, self._runs, self.Xb)
@@ -519,10 +535,13 @@ class MiniBatchADMM:
                        np.take(X[i : i + rows], self.active, axis=1, mode="clip")) for i in range(0, X.shape[0], rows))
         else:
             blocks = self._first_layer_blocks(self.W[1], rows)
+        keep = self._keep_features()
         for block, a in blocks:
             start = block.start
             if L > 1:  # a_{L-1} = h(W_{L-1} h(... h(W_1 x)))
                 a = np.maximum(_losses.later_layers(a, self.W[2:L], overwrite=True), 0)
+                if keep is not None:
+                    keep[block] = a
             f = F[: a.shape[0]]
             f[:, :-1] = a
             f[:, -1] = 1.0
@@ -536,6 +555,21 @@ class MiniBatchADMM:
         except (np.linalg.LinAlgError, sla.LinAlgError):
             W = sla.lstsq(G, R, check_finite=False)[0]
         self.W[L] = np.ascontiguousarray(W.T, dtype=self.W[L].dtype)
+        self._features_valid = keep is not None  # the training outputs are now features x the new W_L
+
+    def _keep_features(self):
+        """The buffer for the training rows' last hidden features (N, n_{L-1}) in the fit's dtype, kept
+        by the output refit so that the evaluation after it needs no forward pass; None when there is
+        no hidden layer, or when the buffer would exceed half of X's bytes (the fit's memory stays
+        within 1.5x data + state)."""
+        if self.L == 1:
+            return None
+        shape = (self.X.shape[0], self.W[self.L].shape[1] - 1)
+        if self._features is None:
+            if shape[0] * shape[1] * self.dtype.itemsize > self.X.nbytes // 2:
+                return None
+            self._features = np.empty(shape, self.dtype)
+        return self._features
 
     def compact_weights(self):
         """Copies: the sweeps update the weights in place."""

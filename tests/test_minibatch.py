@@ -539,3 +539,51 @@ def test_float32_fit_of_float64_X_equals_a_fit_of_the_cast_X_without_copying_it(
     p = MiniBatchADMM(X, _losses.targets(y, 3, np.float32), [13, 8, 3], "mse", s, _backend.get("numpy"),
                       np.random.default_rng(0), None, None)
     assert p.X is X and p.Xb.dtype == np.float32  # X itself, batches in the fit's type
+
+
+@pytest.mark.parametrize("hidden", [[8], [8, 5]])
+def test_training_outputs_after_the_refit_reuse_its_features(hidden):
+    """After an epoch with the output refit, the evaluation's training outputs come from the refit's
+    kept features times the new W_L (no forward pass): the same numbers as a plain forward pass; once
+    a batch has changed the weights, or for other weights, the plain pass runs."""
+    from fastadmm import _backend
+
+    X, y = blobs(n=200, d=30, k=3, seed=2)
+    T = np.eye(3)[y]
+    s = ADMMSettings(batch_size=40, output_refit=1e-3, skip_zero_inputs=False, dtype="float64").resolved(n_outputs=3)
+    p = MiniBatchADMM(X, T, [31, *hidden, 3], "mse", s, _backend.get("numpy"), np.random.default_rng(0), None, None)
+    p.sweep({"W": 0.0, "a": 0.0, "z": 0.0})
+    assert p._features_valid and p._features.shape == (200, hidden[-1])
+    w = p.compact_weights()
+    cached = np.concatenate([out for _, out in p.train_outputs(w)])
+    plain = np.concatenate([out for _, out in p.test_outputs(w, X)])
+    np.testing.assert_allclose(cached, plain, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cached, _losses_forward(w, X), rtol=1e-12, atol=1e-12)
+    other = [W * 1.5 for W in w]  # other weights: the plain pass
+    np.testing.assert_allclose(np.concatenate([o for _, o in p.train_outputs(other)]), _losses_forward(other, X),
+                               rtol=1e-12, atol=1e-12)
+    p._batch(np.arange(40), np.zeros(2 * p.L + 2), {"W": 0.0, "a": 0.0, "z": 0.0})  # changes W in place
+    assert not p._features_valid
+    w2 = p.compact_weights()
+    np.testing.assert_allclose(np.concatenate([o for _, o in p.train_outputs(w2)]), _losses_forward(w2, X),
+                               rtol=1e-12, atol=1e-12)
+
+
+def _losses_forward(weights, X):
+    from fastadmm import _losses
+
+    return _losses.forward(weights, X, True)
+
+
+def test_refit_keeps_no_features_larger_than_half_of_x():
+    from fastadmm import _backend
+
+    X, y = blobs(n=100, d=4, k=3, seed=1)  # 4 features; a hidden layer of 16 > half of X's bytes
+    T = np.eye(3)[y]
+    s = ADMMSettings(batch_size=25, output_refit=1e-3, skip_zero_inputs=False, dtype="float64").resolved(n_outputs=3)
+    p = MiniBatchADMM(X, T, [5, 16, 3], "mse", s, _backend.get("numpy"), np.random.default_rng(0), None, None)
+    p.sweep({"W": 0.0, "a": 0.0, "z": 0.0})
+    assert p._features is None and not p._features_valid
+    w = p.compact_weights()
+    np.testing.assert_allclose(np.concatenate([o for _, o in p.train_outputs(w)]), _losses_forward(w, X),
+                               rtol=1e-12, atol=1e-12)
