@@ -18,9 +18,11 @@ its ``W_l`` (a constant input 1, never stored).  For each batch:
 Penalties are per layer: ``beta_l = beta * depth_decay^(L-l)``, ``gamma_l = gamma *
 depth_decay^(L-1-l)``, so that each constraint is weighted ``depth_decay`` times less than the
 one above it.  No multiplier is kept.  Every product over a batch is one BLAS-3 call into a buffer
-allocated once; the small solves too are in the fit's dtype, by LAPACK in place
-(``_linalg.spd_solve``: a float32 system whose condition number could cost precision is solved in
-float64), except for ``prox_metric="gram"`` (float64).
+allocated once; the small solves too are in the fit's dtype (a float32 system whose condition
+number could cost precision is solved in float64), except for ``prox_metric="gram"`` (float64).
+The W- and a-updates, the layer products and the batch gather run compiled (``_updates.pyx``, one
+call each); the NumPy versions here (``_w_update_numpy``, ``_a_update_numpy``, by LAPACK in place
+through ``_linalg.spd_solve``) are their reference and fallback.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class MiniBatchADMM:
         # Scratch of the small solves, as contiguous views of two flat buffers: the square systems
         # (B x B, n x n, n_{l+1} x n_{l+1}) and the products of a W- or a-update.
         square = max(B, *(w + 1 for w in widths[:L]))
-        self._square_buf = np.empty(2 * square * square, dt)  # a system and its factor's transpose
+        self._square_buf = np.empty(square * square, dt)
         self._prod_buf = np.empty(max(max(widths[l] * (widths[l - 1] + 1), B * widths[l]) for l in range(1, L + 1)), dt)
         self.beta, self.gamma = layer_penalties(settings.beta, settings.gamma, settings.depth_decay, L)
         self._shrink = 1.0 / (1.0 + settings.weight_decay)
@@ -208,7 +210,8 @@ class MiniBatchADMM:
             yield rows, _losses.later_layers(z1, weights[1:], overwrite=True)
 
     def compact_test(self, X_test):
-        """X_test as it is: test_outputs widens W_1 instead of copying X_test's kept columns."""
+        """X_test as it is: test_outputs works on its blocks (gathering their kept columns, or widening
+        W_1), so X_test is never copied whole."""
         return X_test
 
     # -- resuming -----------------------------------------------------------------------------

@@ -279,12 +279,12 @@ def a_update(const floating[:, ::1] W, const floating[:, ::1] Z, const floating[
     a-update (beta W^T W + gamma I)^-1 (beta W^T (z - b) + gamma h), for fewer outputs k than inputs m).
 
     W (k, m + 1): W_{l+1} with its bias last; Z (B, k): z_{l+1}; H (B, m): h(z_l); out (B, m);
-    R (B, k) scratch; ``square`` at least 2 k^2 entries.  Returns a status code (module docstring).
+    R (B, k) scratch; ``square`` at least k^2 entries.  Returns a status code (module docstring).
     """
     cdef int k = W.shape[0], m = W.shape[1] - 1, B = Z.shape[0], n = m + 1
     cdef int status
     if Z.shape[1] != k or H.shape[0] != B or H.shape[1] != m or out.shape[0] != B or out.shape[1] != m \
-            or R.shape[0] != B or R.shape[1] != k or square.shape[0] < 2 * k * k:
+            or R.shape[0] != B or R.shape[1] != k or square.shape[0] < k * k:
         raise ValueError("a_update: inconsistent shapes or scratch too small")
     with nogil:
         status = _a_update(W, Z, H, beta, gamma, out, R, &square[0])
