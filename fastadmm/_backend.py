@@ -6,10 +6,13 @@ parameters and contract, the loss codes and constants); ``get`` checks that a mo
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
+import warnings
 from types import ModuleType
+from typing import Optional
 
 from . import _kernel_api
 from ._kernel_api import KERNEL_ABI  # the Cython build's must equal it (tests read it here too)
@@ -81,6 +84,25 @@ def get(backend: str) -> ModuleType:
     except ImportError as exc:
         raise ImportError(f"backend={backend!r}: {exc}" + (". " + _REBUILD if backend == "cython" else "")) from None
     _cache[backend] = module
+    return module
+
+
+UPDATES_ABI = 1  # the signatures of fastadmm._updates that _minibatch and _inputs call
+
+
+@functools.lru_cache(maxsize=1)
+def updates() -> Optional[ModuleType]:
+    """fastadmm._updates (mini-batch ADMM's compiled updates, gather and the boundary's column scan),
+    or None: then their NumPy versions run (a source checkout without the build, or a stale build,
+    which warns once)."""
+    try:
+        module = importlib.import_module("fastadmm._updates")
+    except ImportError:
+        return None
+    if getattr(module, "UPDATES_ABI", None) != UPDATES_ABI:
+        warnings.warn("fastadmm._updates is a stale build (another ABI); mini-batch ADMM and the input scan fall back "
+                      "to their slower NumPy versions. " + _REBUILD.split(";")[0] + ".", RuntimeWarning, stacklevel=2)
+        return None
     return module
 
 

@@ -14,16 +14,15 @@ from typing import Optional
 
 import numpy as np
 
+from . import _backend
+
 MIN_ZERO_FRACTION = 0.1  # compact X only when at least this share of its features is zero
-_ROWS = 8192  # rows per block of the scan (bounds its boolean scratch)
+_ROWS = 8192  # rows per block of the NumPy scan and of input_gram (bounds their temporaries)
 
 
 def nonzero_features(X: np.ndarray) -> np.ndarray:
     """1.0 for each feature that is non-zero in some row of X, else 0.0 (floats, so ranks can sum them)."""
-    nonzero = np.zeros(X.shape[1], bool)
-    for start in range(0, X.shape[0], _ROWS):
-        nonzero |= (X[start : start + _ROWS] != 0).any(axis=0)
-    return nonzero.astype(np.float64)
+    return scan(X).nonzero()
 
 
 @dataclass(frozen=True)
@@ -56,10 +55,9 @@ class Scan:
 def scan(X: np.ndarray, rows: int = _ROWS) -> Scan:
     """The column minima and maxima of X: one compiled pass over a C-contiguous float32/float64 X
     (``_updates.column_range``), else NumPy reductions over blocks of rows (any strides; no copy)."""
-    try:
-        from . import _updates
-    except ImportError:  # pragma: no cover - a source checkout without the build
-        _updates = None
+    if X.shape[0] == 0:  # no rows: no feature is non-zero
+        return Scan(np.zeros(X.shape[1]), np.zeros(X.shape[1]))
+    _updates = _backend.updates()
     if _updates is not None and X.dtype in (np.float32, np.float64) and X.flags.c_contiguous:
         colmin, colmax = np.empty(X.shape[1], X.dtype), np.empty(X.shape[1], X.dtype)
         if _updates.column_range(X, colmin, colmax, True):

@@ -28,32 +28,13 @@ through ``_linalg.spd_solve``) are their reference and fallback.
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 import scipy.linalg as sla
 
-from . import _inputs, _linalg, _losses
+from . import _backend, _inputs, _linalg, _losses
 
-UPDATES_ABI = 1  # the signatures of fastadmm._updates this module calls
-
-
-def _load_updates():
-    """fastadmm._updates (the compiled W- and a-updates, built with the kernels), or None: then the
-    NumPy versions below run (a source checkout without the build, or a stale build, which warns)."""
-    try:
-        from . import _updates
-    except ImportError:
-        return None
-    if getattr(_updates, "UPDATES_ABI", None) != UPDATES_ABI:
-        warnings.warn("fastadmm._updates is a stale build (another ABI); mini-batch ADMM falls back to its slower "
-                      "NumPy updates. Rebuild: pip install . (or python setup.py build_ext --inplace)", RuntimeWarning,
-                      stacklevel=2)
-        return None
-    return _updates
-
-
-_updates = _load_updates()
+_updates = _backend.updates()  # the compiled updates, or None (their NumPy versions below run)
 
 _GATHER_ROWS = 1024  # rows per block of the passes over the whole training set (a gathered block stays in cache)
 
@@ -97,8 +78,9 @@ class MiniBatchADMM:
         self.n_batches = max(1, N // min(int(settings.batch_size), N))
         self.B = B = -(-N // self.n_batches)
         widths = [X.shape[1] if self.active is None else self.active.shape[0]] + list(sizes[1:])
-        # The batch's rows at X's full width, before their kept columns go to Xb (skip_zero_inputs only).
-        self.Xrows = None if self.active is None or self.compiled is not None else np.empty((B, X.shape[1]), dt)
+        # The batch's rows at X's full width, before their kept columns go to Xb (skip_zero_inputs
+        # without the compiled gather).
+        self.Xrows = None if self.active is None else np.empty((B, X.shape[1]), dt)
         # The kept columns as runs of consecutive indices, for the compiled gather.
         self._runs = None if self.active is None or self.compiled is None else self.compiled.column_runs(self.active)
         # Batch buffers, allocated once: Xb holds the batch's rows of X; Z[l], A[l], H[l] its z_l, a_l,
@@ -468,8 +450,6 @@ class MiniBatchADMM:
         elif self.active is None:
             np.take(self.X, rows, axis=0, out=self.Xb[:B], mode="clip")
         else:  # the rows, then their kept columns (no compacted copy of X)
-            if self.Xrows is None:  # the compiled gather was switched off after construction
-                self.Xrows = np.empty((self.B, self.X.shape[1]), self.dtype)
             np.take(self.X, rows, axis=0, out=self.Xrows[:B], mode="clip")
             np.take(self.Xrows[:B], self.active, axis=1, out=self.Xb[:B], mode="clip")
         np.take(self.T, rows, axis=0, out=self.Tb[:B], mode="clip")

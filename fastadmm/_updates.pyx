@@ -30,7 +30,7 @@ from libc.math cimport isfinite, sqrt
 cimport scipy.linalg.cython_blas as blas
 cimport scipy.linalg.cython_lapack as lapack
 
-# Checked by fastadmm._minibatch on import: bump it with _minibatch.UPDATES_ABI when a signature changes.
+# Checked by fastadmm._backend.updates(): bump it with _backend.UPDATES_ABI when a signature changes.
 UPDATES_ABI = 1
 
 # The same bound as fastadmm._linalg.FLOAT32_COND_LIMIT (checked by the tests).

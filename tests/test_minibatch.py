@@ -587,3 +587,18 @@ def test_refit_keeps_no_features_larger_than_half_of_x():
     w = p.compact_weights()
     np.testing.assert_allclose(np.concatenate([o for _, o in p.train_outputs(w)]), _losses_forward(w, X),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_a_stale_updates_build_warns_and_falls_back(monkeypatch):
+    from fastadmm import _backend
+
+    upd = _compiled_updates()
+    monkeypatch.setattr(upd, "UPDATES_ABI", _backend.UPDATES_ABI + 1)
+    _backend.updates.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="stale build"):
+            assert _backend.updates() is None
+    finally:
+        monkeypatch.undo()
+        _backend.updates.cache_clear()
+    assert _backend.updates() is upd

@@ -162,3 +162,14 @@ def test_column_runs_cover_the_kept_columns():
     cols = np.array([0, 1, 2, 5, 6, 9], dtype=np.intp)
     np.testing.assert_array_equal(_minibatch._updates.column_runs(cols), [[0, 0, 3], [5, 3, 2], [9, 5, 1]])
     assert _minibatch._updates.column_runs(np.array([], dtype=np.intp)).shape == (0, 3)
+
+
+def test_nonzero_features_is_the_scan_of_any_array():
+    from fastadmm import _inputs
+
+    np.testing.assert_array_equal(_inputs.nonzero_features(np.zeros((0, 3))), [0, 0, 0])  # no rows
+    np.testing.assert_array_equal(_inputs.nonzero_features(np.array([[0, 1, 0], [0, 0, -2]])), [0, 1, 1])  # ints
+    X = np.zeros((20, 4), np.float32)
+    X[7, 2] = 1e-30
+    np.testing.assert_array_equal(_inputs.nonzero_features(X), [0, 0, 1, 0])
+    np.testing.assert_array_equal(_inputs.nonzero_features(X[:, ::2]), [0, 1])  # strided: the NumPy blocks
