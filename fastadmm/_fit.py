@@ -17,6 +17,8 @@ A method is a *step object*, its buffers and update steps (no validation, no loo
   ``X``, reusing what the last sweep computed; without it, a plain forward pass is made;
 * optionally ``test_outputs(weights, X_test)``: the same for the held-out rows (mini-batch ADMM: in
   the fit's dtype, without a compacted copy of X_test); without it, a plain forward pass.
+* with ``Plan.train_metrics == "running"``: ``running_counts()``, this rank's [summed loss, correct
+  predictions] of the last sweep's batches, each from the forward pass that began its step.
 
 :func:`run` drives one and returns the Result.  In a distributed fit every stop decision is taken on
 globally reduced numbers (one all-reduce per iteration: the sweep's sums, the evaluation counts, the
@@ -73,6 +75,9 @@ class Plan:
     eval_every: int  # evaluate every this many iterations; 0 = never (unless eval_last)
     result_fields: dict  # the Result's fixed fields: classes, loss, settings, intercept
     eval_last: bool = False  # also evaluate the last iteration and the one a stop ends on
+    # "full": the training metrics from a forward pass over X with the iteration's final weights;
+    # "running": the step's running_counts() (the mean over the sweep's batches, no extra pass)
+    train_metrics: str = "full"
     time_limit: Optional[float] = None  # seconds of training (evaluation excluded)
     tol: float = 0.0  # converged when the objective's relative change and the residual are below it
     divergence_factor: float = math.inf  # diverged when |objective| exceeds its first value this many times
@@ -220,9 +225,13 @@ class _Fit:
         """[summed loss, correct, rows] on this rank's training rows and [correct, rows] on its test rows."""
         t0 = time.perf_counter()
         step, data, loss = self.step, self.data, self.plan.result_fields["loss"]
-        outputs = getattr(step, "train_outputs", None)
-        blocks = outputs(weights) if outputs is not None else _losses.forward_blocks(weights, step.X, step.intercept)
         loss_sum, correct = 0.0, 0
+        if self.plan.train_metrics == "running":
+            loss_sum, correct = step.running_counts()
+            blocks = ()
+        else:
+            outputs = getattr(step, "train_outputs", None)
+            blocks = outputs(weights) if outputs is not None else _losses.forward_blocks(weights, step.X, step.intercept)
         with np.errstate(over="ignore", invalid="ignore"):
             for rows, out in blocks:
                 correct += int(np.sum(_losses.predict_index(out) == data.y_index[rows]))

@@ -133,6 +133,7 @@ class GradientSteps:
         self.intercept = net.intercept
         self.initial, self.active = initial, active  # the full-width start (its left-out columns stay)
         self.iteration = 0
+        self._running = (math.nan, 0)  # running_counts() of the last sweep
         dt = X.dtype
         if batch_size is None:
             self.xbuf, self.tbuf = np.empty(0, dt), np.empty(0, dt)
@@ -145,12 +146,18 @@ class GradientSteps:
             order, batch = np.empty(0, np.int64), self.X.shape[0]
         else:
             order, batch = self.rng.permutation(self.X.shape[0]).astype(np.int64), self.batch_size
-        total = _call_epoch(self.net, self.X, self.T, order, batch, self.lr, self.momentum, self.nesterov,
-                            self.loss_code, self.xbuf, self.tbuf)
+        total, correct = _call_epoch(self.net, self.X, self.T, order, batch, self.lr, self.momentum, self.nesterov,
+                                     self.loss_code, self.xbuf, self.tbuf)
         if not (math.isfinite(total) and np.isfinite(self.net.params).all()):
             raise _linalg.NonFiniteError("the loss or a weight became non-finite")
+        self._running = (float(total), int(correct))
         self.iteration += 1
         return _NO_SUMS, None
+
+    def running_counts(self):
+        """[summed loss, correct predictions] of the last sweep, each batch at the weights before its
+        step (train_metrics="running"): what the compiled epoch computed on its way."""
+        return self._running
 
     def compact_weights(self):
         return self.net.weights()

@@ -15,6 +15,9 @@ its ``W_l`` (a constant input 1, never stored).  For each batch:
      ``W_l = W_prev + (z_l - W_prev a_{l-1}) a_{l-1}^T (a_{l-1} a_{l-1}^T + P_l)^-1``, where
      ``P_l = prox * mean(diag(a a^T)) * I`` (``prox_metric="identity"``) or
      ``prox * B * S_l`` with ``S_l`` the running mean input Gram (``"gram"``).
+The batch's forward pass is also the network's prediction on it with the weights before its update:
+its loss and correct predictions are summed over the epoch (``running_counts``, the history's
+training metrics with ``train_metrics="running"``, as Keras and scikit-learn report them).
 Penalties are per layer: ``beta_l = beta * depth_decay^(L-l)``, ``gamma_l = gamma *
 depth_decay^(L-1-l)``, so that each constraint is weighted ``depth_decay`` times less than the
 one above it.  No multiplier is kept.  Every product over a batch is one BLAS-3 call into a buffer
@@ -67,6 +70,10 @@ class MiniBatchADMM:
         # X is never copied: each batch gathers its rows, and of them the kept columns, into Xb (_batch);
         # a compacted copy of X would double the memory of a large fit for a few per cent of speed.
         self.X, self.T = X, T
+        # The class index of each training row (from its 0/1 targets), and the running metrics of the
+        # current sweep: [summed loss, correct predictions] of each batch's forward pass (running_counts).
+        self.y_index = _losses.predict_index(T) if settings.train_metrics == "running" else None
+        self._running = [0.0, 0]
         self.sizes = sizes  # [n_0 + 1 (the bias), n_1, ..., n_L]
         self.L = L = len(sizes) - 1
         # The fit's floating type (settings.dtype, float32 by default); X keeps its own: each batch is
@@ -455,6 +462,10 @@ class MiniBatchADMM:
         np.take(self.T, rows, axis=0, out=self.Tb[:B], mode="clip")
         t0 = time.perf_counter()
         self._forward(B)
+        if self.y_index is not None:  # the network's outputs on the batch, before its update
+            out = self.M[L][:B]
+            self._running[0] += _losses.loss_sum(out, self.Tb[:B], self.loss)
+            self._running[1] += int(np.count_nonzero(_losses.predict_index(out) == self.y_index[rows]))
         timings["z"] += time.perf_counter() - t0
         if self.s.sweep_order == "layerwise":
             for sweep in range(self.s.batch_sweeps):
@@ -490,6 +501,7 @@ class MiniBatchADMM:
         penalties = (list(self.beta), list(self.gamma))
         N = self.X.shape[0]
         order = self.rng.permutation(N)
+        self._running = [0.0, 0]
         bounds = np.linspace(0, N, self.n_batches + 1).astype(np.intp)
         for i in range(self.n_batches):
             self._batch(order[bounds[i] : bounds[i + 1]], sums, timings)
@@ -553,6 +565,11 @@ class MiniBatchADMM:
                 return None
             self._features = np.empty(shape, self.dtype)
         return self._features
+
+    def running_counts(self):
+        """[summed loss, correct predictions] of the last sweep's batches, each from the forward pass
+        that began its step (train_metrics="running")."""
+        return self._running[0], self._running[1]
 
     def compact_weights(self):
         """Copies: the sweeps update the weights in place."""

@@ -70,7 +70,9 @@ class Result:
     method : "admm", "sgd" or "gd".
     history : dict of equal-length lists, one entry per evaluated iteration: "iteration",
         "elapsed" (training seconds since the loop started, evaluation excluded), "train_loss"
-        (mean loss per sample of the forward pass), "train_accuracy", "test_accuracy" (NaN without a
+        (mean loss per sample) and "train_accuracy" of the training rows (settings["train_metrics"]:
+        "full", a forward pass with the iteration's final weights, or "running", the mean over the
+        epoch's batches, each before its update), "test_accuracy" (a forward pass; NaN without a
         test set) and, for ADMM, "objective", "residual_z", "residual_a" (per-layer norms),
         "beta", "gamma".
     timings : seconds per phase ("setup", "compile", "W", "a", "z", "eval", "total", ...).

@@ -18,6 +18,7 @@ SWEEP_ORDERS = ("layerwise", "targets_first")
 BACKENDS = ("cython", "numba", "numpy")
 DTYPES = ("float32", "float64")
 PROX_METRICS = ("gram", "identity")
+TRAIN_METRICS = ("running", "full")
 
 
 # The measured defaults of each method, used where a setting is None (docs/ALGORITHM.md, section 6,
@@ -98,6 +99,7 @@ ADMM_CONSTRAINTS = (
     real("penalty_max", 0, low_open=True),
     real("tol", 0),
     integer("eval_every", 0),
+    choice("train_metrics", TRAIN_METRICS, none=True),
     real("time_limit", 0, low_open=True, none=True),
     choice("dtype", DTYPES, none=True),
     boolean("skip_zero_inputs"),
@@ -165,9 +167,18 @@ class ADMMSettings:
     # relative output-constraint residual ||z_L - W_L a_{L-1}|| / ||z_L|| are both below tol.
     # 0 disables the test (the fit then runs to max_iter).
     tol: float = 1e-6
-    # Compute train/test accuracy every this many iterations (a forward pass; not counted in the
-    # training time); 0 = never.
+    # Compute train/test accuracy every this many iterations (not counted in the training time);
+    # 0 = never.
     eval_every: int = 1
+    # What the history's train_loss and train_accuracy measure.  "full": a forward pass over the whole
+    # training set with the iteration's final weights.  "running" (mini-batch only): the epoch's mean
+    # over its batches of each batch's loss and accuracy, from the forward pass that starts the
+    # batch's step (the weights before its update), as Keras and scikit-learn's MLP report them: no
+    # extra pass (measured, MNIST 0/1: the full pass over the training rows was 0.019 s of a 0.11 s
+    # epoch).  None = "full" where it costs no forward pass of its own (full batch; mini-batch with
+    # output_refit, whose pass gives the features), else "running".  The test accuracy is always a
+    # full pass over X_test.
+    train_metrics: Optional[str] = None
     # Wall-clock limit of the iteration loop in seconds (status "time_limit"); None = none.
     time_limit: Optional[float] = None
     # Floating type of every array.  None = mini-batch ADMM: float32 (MINI_BATCH_DTYPE: the same
@@ -256,6 +267,11 @@ class ADMMSettings:
                 raise ValueError(f"output_refit={self.output_refit!r} refits the output by least squares, which is "
                                  f"the minimiser of loss='mse' only; pass output_refit=0 with loss={loss!r}")
             values["output_refit"] = 0.0
+        if values["train_metrics"] is None:
+            values["train_metrics"] = "full" if batch_size is None or values["output_refit"] else "running"
+        elif values["train_metrics"] == "running" and batch_size is None:
+            raise ValueError("train_metrics='running' averages the metrics of the batches of an epoch, which "
+                             "full-batch ADMM (batch_size=None) does not have; pass train_metrics='full' or None")
         allowed = ("forward", "gaussian") if batch_size is None else ("uniform", "he")
         if values["initialization"] not in allowed:
             method = "full-batch ADMM (batch_size=None)" if batch_size is None else "mini-batch ADMM"

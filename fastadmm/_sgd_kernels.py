@@ -124,6 +124,26 @@ def forward_backward(Xb, Tb, params, grad, w_off, sizes, bias_off, loss_code, ac
 
 
 @njit(cache=True, nogil=True)
+def count_correct(O, Tb):
+    """Rows of the outputs O whose predicted class is their target's: with one output, o > 0.5 against
+    t > 0.5; else the first largest output against the first largest target (_losses.predict_index)."""
+    b, n_out = O.shape
+    correct = 0
+    for i in range(b):
+        if n_out == 1:
+            correct += (O[i, 0] > 0.5) == (Tb[i, 0] > 0.5)
+            continue
+        p, q = 0, 0
+        for k in range(1, n_out):
+            if O[i, k] > O[i, p]:
+                p = k
+            if Tb[i, k] > Tb[i, q]:
+                q = k
+        correct += p == q
+    return correct
+
+
+@njit(cache=True, nogil=True)
 def momentum_update(params, velocity, grad, lr, momentum, nesterov):
     """torch.optim.SGD (dampening 0): v <- momentum v + g; W <- W - lr v (Nesterov: W - lr (g + momentum v))."""
     n = params.shape[0]
@@ -180,14 +200,16 @@ def epoch(X, T, order, params, state1, state2, grad, w_off, sizes, bias_off, bat
     taken as contiguous slices of X without copying (the full-batch gradient-descent step).
     The optimizer state: `state1` is the momentum buffer (or Adam's first moment), `state2`
     Adam's second moment (unused by momentum), `step[0]` the number of Adam steps taken so far
-    (incremented here).  Returns the sum over all samples of their loss at the weights before
-    their batch's step.
+    (incremented here).  Returns (the sum over all samples of their loss, the number of them
+    classified correctly), both at the weights before their batch's step.
     """
     n, n_in = X.shape
     n_out = T.shape[1]
+    L = sizes.shape[0] - 1
     a_off = layer_offsets(sizes, batch_size)
     coef = np.empty(6, params.dtype)  # Adam's scalars in the parameters' dtype (once per epoch)
     total = 0.0
+    correct = 0
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         b = stop - start
@@ -202,12 +224,13 @@ def epoch(X, T, order, params, state1, state2, grad, w_off, sizes, bias_off, bat
                 Xb[i, :] = X[r, :]
                 Tb[i, :] = T[r, :]
         total += forward_backward(Xb, Tb, params, grad, w_off, sizes, bias_off, loss_code, act, delta, a_off)
+        correct += count_correct(act[a_off[L] : a_off[L] + b * n_out].reshape((b, n_out)), Tb)
         if optimizer_code == 1:
             step[0] += 1
             adam_update(params, state1, state2, grad, lr, beta1, beta2, eps, step[0], coef)
         else:
             momentum_update(params, state1, grad, lr, momentum, nesterov)
-    return total
+    return total, correct
 
 
 @njit(cache=True, nogil=True)

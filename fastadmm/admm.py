@@ -219,7 +219,9 @@ def train_admm(
     max_iter : iterations: epochs of mini-batch ADMM (default batch_size), or sweeps of Algorithm 1
         (batch_size=None); a resumed fit runs this many more.  None = the method's measured default
         (``fastadmm._settings``: MINI_BATCH, MINI_BATCH_ONE_OUTPUT, FULL_BATCH).
-    X_test, y_test : optional held-out set, evaluated every ``eval_every`` iterations.
+    X_test, y_test : optional held-out set, evaluated every ``eval_every`` iterations (a forward
+        pass; the training metrics come from one too, or, with ``train_metrics="running"``, the
+        default of mini-batch fits without output refit, from the epoch's batches).
     random_state : None, an int seed or a numpy Generator.
     callback : called after every iteration with a dict (iteration, objective, accuracies, ...,
         and "weights", a function returning copies of the current weights); returning True stops
@@ -281,6 +283,7 @@ def train_admm(
             )
             plan = _fit.Plan(
                 method="admm", max_iter=max_iter, eval_every=settings.eval_every, time_limit=settings.time_limit,
+                train_metrics=settings.train_metrics,
                 tol=settings.tol, divergence_factor=settings.divergence_factor, progress=_progress(step.L),
                 progress_keys=PROGRESS_KEYS, callback=callback, checkpoint=checkpoint,
                 checkpoint_every=checkpoint_every, divergence_hint=_DIVERGENCE_HINT,

@@ -92,7 +92,9 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         stopping, those of the best validation accuracy.
     classes_ : class labels.
     n_iter_ : ADMM iterations run.
-    loss_curve_ : mean training loss per sample of the forward pass, per iteration.
+    loss_curve_ : mean training loss per sample, per iteration (ADMMSettings.train_metrics: by
+        default, with several classes, a forward pass after the output refit; with two, the mean
+        over the epoch's batches, each before its update, as scikit-learn's MLP reports it).
     validation_scores_ : with early stopping, the validation accuracy per evaluation; else None.
     best_validation_score_ : with early stopping, the best of them (whose weights are kept); else None.
     result_ : the full :class:`fastadmm.Result` (history, timings, settings, status).  With early

@@ -102,6 +102,7 @@ SGD_CONSTRAINTS = (
     real("init_scale", 0, low_open=True, none=True),
     boolean("intercept"),
     integer("eval_every", 0),
+    choice("train_metrics", ("running", "full"), none=True),
     real("time_limit", 0, low_open=True, none=True),
     choice("dtype", _DTYPES, none=True),
     integer("threads", 1, none=True),
@@ -150,6 +151,12 @@ class SGDSettings:
     # Evaluate (train loss and accuracy, test accuracy; a forward pass not counted in the training
     # time) every this many iterations and after the last one; 0 = after the last one only.
     eval_every: int = 1
+    # What the history's train_loss and train_accuracy measure, as ADMMSettings.train_metrics:
+    # "full" = a forward pass over the training set with the iteration's final weights; "running" =
+    # the epoch's mean over its batches, each at the weights before its step (no extra pass; for
+    # gradient descent, the full batch before the step: the previous iteration's weights).  None =
+    # "running" for minibatch SGD, "full" for gradient descent.
+    train_metrics: Optional[str] = None
     # Limit of the training time (evaluation excluded) in seconds, checked after every iteration
     # (status "time_limit"); None = none.
     time_limit: Optional[float] = None
@@ -257,7 +264,9 @@ def train_sgd(
     max_iter, epochs : the number of iterations, gradient-descent steps or SGD epochs (for full
         batch one epoch is one step); give at most one of the two.  None = settings.max_iter, else
         DEFAULT_MAX_ITER.
-    X_test, y_test : optional held-out set, evaluated with the training set.
+    X_test, y_test : optional held-out set, evaluated with the training set (train_metrics: the
+        training set's loss and accuracy from a forward pass, or, by default for SGD, the running
+        mean over the epoch's batches).
     random_state : None, an int seed or a numpy Generator (initial weights and the permutations).
     callback : called after every evaluation with a dict (iteration, elapsed, train_loss,
         train_accuracy, test_accuracy, and "weights", a function returning copies of the current
@@ -296,6 +305,7 @@ def train_sgd(
     lr_used = float(s.lr if s.lr is not None else (DEFAULT_ADAM_LR if adam else DEFAULT_LR)[method])
     momentum_used = None if adam else float(s.momentum if s.momentum is not None else DEFAULT_MOMENTUM[method])
     max_iter = int(s.max_iter if s.max_iter is not None else DEFAULT_MAX_ITER[method])
+    train_metrics = s.train_metrics or ("full" if s.batch_size is None else "running")
     n, n_features, dt = X.shape[0], X.shape[1], X.dtype
 
     timings = {k: 0.0 for k in ("setup", "compile", "train", "eval", "total")}
@@ -319,12 +329,13 @@ def train_sgd(
         timings["setup"] = time.perf_counter() - t_start - timings["compile"]
         used = s.as_dict()
         used.update(
-            lr=lr_used, momentum=momentum_used, max_iter=max_iter, method=method, hidden=list(hidden), loss=loss,
+            lr=lr_used, momentum=momentum_used, max_iter=max_iter, method=method, train_metrics=train_metrics, hidden=list(hidden), loss=loss,
             dtype=dt.name, n_samples=int(n), n_features=int(n_features), n_classes=int(len(classes)),
             random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
         )
         plan = _fit.Plan(
             method=method, max_iter=max_iter, eval_every=s.eval_every, eval_last=True, time_limit=s.time_limit,
+            train_metrics=train_metrics,
             test_at_full_width=True, callback=callback, divergence_hint="Try a smaller lr.",
             result_fields=dict(classes=classes, loss=loss, settings=used, intercept=s.intercept),
         )

@@ -104,9 +104,23 @@ def batches(rng, n, batch_size):
     return [order[s : s + batch_size] for s in range(0, n, batch_size)]
 
 
+def predicted_class(W, a0, intercept=False):
+    """Class index of each column of a0 by a plain forward pass: output > 0.5 for one output, else
+    the largest output."""
+    a = np.vstack([a0, np.ones((1, a0.shape[1]))]) if intercept else a0
+    for l, Wl in enumerate(W, start=1):
+        a = Wl @ a
+        if l < len(W):
+            a = np.maximum(a, 0.0)
+    return (a[0] > 0.5).astype(int) if a.shape[0] == 1 else np.argmax(a, axis=0)
+
+
 def train(X, y, sizes, *, lr, momentum=0.0, iterations, batch_size=None, loss="mse", seed=0, init_scale=None,
-          nesterov=False, intercept=True, optimizer="momentum"):
-    """Weights after `iterations` GD steps (batch_size None) or SGD epochs over rows X (n, d)."""
+          nesterov=False, intercept=True, optimizer="momentum", running=None):
+    """Weights after `iterations` GD steps (batch_size None) or SGD epochs over rows X (n, d).
+
+    `running`, a list: gets (mean loss, accuracy) per iteration over its batches, each batch's
+    taken at the weights before its step."""
     rng = np.random.default_rng(seed)
     W = initial_weights(rng, sizes, init_scale, intercept)
     V = [np.zeros_like(Wl) for Wl in W]
@@ -115,11 +129,16 @@ def train(X, y, sizes, *, lr, momentum=0.0, iterations, batch_size=None, loss="m
     k = len(np.unique(y))
     n = X.shape[0]
     for _ in range(iterations):
+        loss_sum, correct = 0.0, 0
         for rows in batches(rng, n, batch_size):
-            _, G = loss_and_gradient(W, X[rows].T, targets(y[rows], k, loss), loss, intercept)
+            value, G = loss_and_gradient(W, X[rows].T, targets(y[rows], k, loss), loss, intercept)
+            loss_sum += value * len(rows)
+            correct += int(np.sum(predicted_class(W, X[rows].T, intercept) == y[rows]))
             if optimizer == "adam":
                 t += 1
                 W, M, V = adam_step(W, M, V, G, t, lr)
             else:
                 W, V = momentum_step(W, V, G, lr, momentum, nesterov)
+        if running is not None:
+            running.append((loss_sum / n, correct / n))
     return W

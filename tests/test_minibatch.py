@@ -82,7 +82,7 @@ def test_layer_penalties_decay_with_depth():
 def test_learns_separable_blobs(loss, k, order):
     X, y = blobs(n=400, d=10, k=k, seed=3)
     res = fastadmm.train_admm(X, y, hidden=(16, 8), loss=loss, max_iter=8, batch_size=32, random_state=0,
-                              sweep_order=order)
+                              sweep_order=order, train_metrics="full")
     assert res.status == "max_iter" and res.n_iter == 8
     assert res.history["train_accuracy"][-1] >= 0.97
     # every layer has a bias: W_l has one column more than its input

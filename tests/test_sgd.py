@@ -215,7 +215,7 @@ def test_adam_separates_a_toy_problem_with_its_default_lr(batch_size, loss):
 def test_cross_entropy_two_classes_gives_two_outputs_and_the_mean_loss():
     X, y = blobs(n=80, d=4, seed=6)
     res = train_sgd(X, y, hidden=(6,), loss="cross_entropy", batch_size=16, epochs=3, random_state=0,
-                    X_test=X, y_test=y)
+                    X_test=X, y_test=y, train_metrics="full")
     assert res.loss == "cross_entropy" and [W.shape for W in res.weights] == [(6, 5), (2, 6)]
     out = res.decision_function(X)
     mx = out.max(axis=1)
@@ -261,7 +261,7 @@ def test_result_fields_history_and_timings():
     X, y = blobs()
     Xt, yt = blobs(n=80, seed=1)
     res = train_sgd(X, y, hidden=(16, 8), batch_size=32, epochs=7, eval_every=3, X_test=Xt, y_test=yt,
-                    random_state=0)
+                    random_state=0, train_metrics="full")
     h = res.history
     assert h["iteration"] == [3, 6, 7]  # every 3rd epoch and the last one
     assert all(len(v) == 3 for v in h.values())

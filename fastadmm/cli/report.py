@@ -253,7 +253,8 @@ def format_table(aggregates: dict, skipped: dict, *, targets, loss_name: str, lo
 
 
 def footer(*, loss_name: str, zero_loss: float, fraction: float, n_test: int, n_seeds: int) -> str:
-    parts = [f"training loss ({loss_name}) = {LOSS_DEFINITIONS.get(loss_name, loss_name)}.",
+    parts = [f"training loss ({loss_name}) = {LOSS_DEFINITIONS.get(loss_name, loss_name)}, by a forward pass over "
+             "them after each iteration, for every method alike (train_metrics='full').",
              f"Loss threshold = {fraction:g} x the zero-output loss {zero_loss:.4g} (a net that has learned nothing).",
              f"One test image = {100 / max(n_test, 1):.3g}% accuracy.",
              "Seconds exclude evaluation and compilation; 'to' = from that iteration on until the end; "

@@ -205,7 +205,7 @@ def train_admm_run(args, digits: Digits, ranks: Communicator, out: Path, init, n
                 max_iter=args.iterations, X_test=digits.X_test, y_test=digits.y_test, random_state=seed,
                 init=init, callback=progress, comm=ranks.comm, checkpoint=checkpoint_path(args, out, seed),
                 checkpoint_every=args.checkpoint_every or 10, backend=args.backend, dtype=args.dtype,
-                threads=args.threads, **extra,
+                threads=args.threads, train_metrics="full", **extra,
             )
     finally:
         progress.close()
@@ -230,7 +230,8 @@ def train_gradient_run(method: str, args, digits: Digits, notes: list, seed: int
             return train_sgd(
                 digits.X_train, digits.y_train, hidden=tuple(args.hidden), loss=args.loss, lr=args.lr,
                 batch_size=batch, max_iter=total, random_state=seed, X_test=digits.X_test,
-                y_test=digits.y_test, dtype=args.dtype, threads=args.threads, callback=progress, **extra,
+                y_test=digits.y_test, dtype=args.dtype, threads=args.threads, callback=progress,
+                train_metrics="full", **extra,
             )
     finally:
         progress.close()
