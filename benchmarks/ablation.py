@@ -64,6 +64,8 @@ VARIANTS = {
     "uniform_init": {"initialization": "uniform"},
     "batch_64": {"batch_size": 64},
     "no_refit": {"output_refit": 0.0},
+    "no_center": {"center_inputs": False},
+    "center": {"center_inputs": True},
     "prox_1.5": {"prox": 1.5},
     # weaker propagation of the targets (beta = gamma = 0.1, depth_decay 0.3 / 0.2 / 0.15)
     "penalties_0.1_0.1_0.3": {"beta": 0.1, "gamma": 0.1, "depth_decay": 0.3},

@@ -57,6 +57,8 @@ def save(result, path) -> Path:
         st = result.state
         for i, S in enumerate(st["S"]):
             arrays[f"S{i}"] = np.asarray(S, dtype=np.float64)
+        if np.size(st.get("bias_1", [])):  # center_inputs: W_1's bias for the centred inputs
+            arrays["bias1"] = np.asarray(st["bias_1"])
         state_meta = {"kind": "minibatch", "beta": st["beta"], "gamma": st["gamma"], "iteration": st["iteration"],
                       "rng": st["rng"], "n_S": len(st["S"])}
     elif result.state is not None:
@@ -275,7 +277,7 @@ def _fields(meta: dict, arrays: dict, path: Path) -> dict:
         if sm["n_S"] != L or len(sm["beta"]) != L or len(sm["gamma"]) != L - 1:
             raise CheckpointError(f"{path}: the mini-batch state of a {L}-layer network needs {L} Grams, {L} beta "
                                   f"and {L - 1} gamma values, got {sm['n_S']}, {len(sm['beta'])}, {len(sm['gamma'])}")
-        expected |= {f"S{i}" for i in range(L)}
+        expected |= {f"S{i}" for i in range(L)} | ({"bias1"} & set(arrays))  # bias1: only with center_inputs
     elif sm is not None:
         _check_keys(sm, _STATE_TYPES, "state", path)
         if sm["n_Z"] != L or sm["n_A"] != L - 1:
@@ -320,8 +322,13 @@ def _fields(meta: dict, arrays: dict, path: Path) -> dict:
             np.random.default_rng().bit_generator.state = sm["rng"]
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{path}: the state's 'rng' is not a numpy PCG64 state ({exc})") from None
+        bias_1 = arrays.get("bias1", np.zeros(0))
+        if bias_1.size and (bias_1.ndim != 1 or bias_1.shape[0] != weights[0].shape[0] or bias_1.dtype.kind != "f"):
+            raise CheckpointError(f"{path}: state array bias1 has shape {bias_1.shape} and dtype {bias_1.dtype}; "
+                                  f"W0 requires a float vector of {weights[0].shape[0]} entries")
         state = {
             "S": S,
+            "bias_1": bias_1,
             "beta": [_number(b, "state['beta']", path) for b in sm["beta"]],
             "gamma": [_number(g, "state['gamma']", path) for g in sm["gamma"]],
             "iteration": sm["iteration"],

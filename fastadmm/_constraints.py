@@ -95,8 +95,8 @@ def integer(name, low=None, *, none=False, literals=()) -> Constraint:
     return Constraint(name, "int", low, none=none, literals=tuple(literals))
 
 
-def boolean(name) -> Constraint:
-    return Constraint(name, "bool")
+def boolean(name, *, none=False) -> Constraint:
+    return Constraint(name, "bool", none=none)
 
 
 def choice(name, choices, *, none=False) -> Constraint:

@@ -73,6 +73,11 @@ class MiniBatchADMM:
         # The class index of each training row (from its 0/1 targets), and the running metrics of the
         # current sweep: [summed loss, correct predictions] of each batch's forward pass (running_counts).
         self.y_index = _losses.predict_index(T) if settings.train_metrics == "running" else None
+        # center_inputs: the kept features' training means (float64 and the fit's dtype); the batches are
+        # centred as they are gathered, and every weight handed out has them folded into W_1's bias.
+        self.mu64 = self.mu = None
+        if settings.center_inputs:  # of the values the batches hold: X cast to the fit's dtype
+            self.mu64 = _inputs.column_means(X, self.active, settings.dtype)
         self._running = [0.0, 0]
         self.sizes = sizes  # [n_0 + 1 (the bias), n_1, ..., n_L]
         self.L = L = len(sizes) - 1
@@ -80,6 +85,8 @@ class MiniBatchADMM:
         # cast as it is gathered, so a float64 X is never copied whole.
         dt = np.dtype(settings.dtype) if settings.dtype else X.dtype
         self.dtype = dt
+        if self.mu64 is not None:
+            self.mu = self.mu64.astype(dt)
         N = X.shape[0]
         # Equal batches of about batch_size rows (the remainder spread over them): the largest has B rows.
         self.n_batches = max(1, N // min(int(settings.batch_size), N))
@@ -138,6 +145,9 @@ class MiniBatchADMM:
             if self.active is not None:  # the kept features' rows and columns, and the bias's
                 kept = np.append(self.active, X.shape[1])
                 G = G[np.ix_(kept, kept)]
+            if self.mu64 is not None:  # of [x - mu; 1]: X^T X - N mu mu^T, and no cross terms with the bias
+                G[:-1, :-1] -= N * np.outer(self.mu64, self.mu64)
+                G[:-1, -1] = G[-1, :-1] = 0.0
             self.S[1] = G / N
 
     # -- the input layer's left-out features (as the full-batch driver) --------------------------
@@ -147,6 +157,21 @@ class MiniBatchADMM:
     def _expand(self, W1):
         full = np.zeros((W1.shape[0], self.sizes[0]), W1.dtype)
         return _inputs.put_columns(full, W1, self.active, True)
+
+    def _fold(self, W1):
+        """W_1 for raw inputs: its bias b - W mu when the fit trains on centred ones (center_inputs);
+        else W_1 itself."""
+        if self.mu64 is None:
+            return W1
+        out = W1.copy()
+        out[:, -1] -= (W1[:, :-1].astype(np.float64) @ self.mu64).astype(W1.dtype)
+        return out
+
+    def _unfold(self, W1):
+        """The inverse of _fold, in place: W_1's bias for centred inputs, b' + W mu."""
+        if self.mu64 is not None:
+            W1[:, -1] += (W1[:, :-1].astype(np.float64) @ self.mu64).astype(W1.dtype)
+        return W1
 
     def _first_layer_blocks(self, W1, rows=_GATHER_ROWS, X=None):
         """(rows, W_1 [x; 1]) over the rows of X (default: the training set) in blocks, for a compact
@@ -193,7 +218,7 @@ class MiniBatchADMM:
         compact_weights).  Right after an output refit that kept the last hidden features, and for
         the weights it left, the outputs are those features times W_L: the refit's pass already
         computed them with these hidden weights, so no forward pass is made (the same numbers)."""
-        if self._features_valid and all(np.array_equal(w, W) for w, W in zip(weights, self.W[1:])):
+        if self._features_valid and all(np.array_equal(w, W) for w, W in zip(weights, self._handed_out())):
             W = weights[-1]
             Wb, b = W[:, :-1].T, W[:, -1]
             for start in range(0, self.X.shape[0], _GATHER_ROWS):
@@ -236,6 +261,10 @@ class MiniBatchADMM:
         st = init.state
         self.W = [None] + [np.array(W, dtype=self.dtype) for W in init.weights]
         self.W[1] = self._compact(self.W[1])
+        if self.mu64 is not None and np.size(st.get("bias_1", [])):  # W_1's bias for centred inputs, as left
+            self.W[1][:, -1] = st["bias_1"]
+        else:
+            self._unfold(self.W[1])
         for l, S in enumerate(st.get("S", []), start=1):
             self.S[l] = None if np.size(S) == 0 else np.array(S, dtype=np.float64)
         self.beta = [0.0] + [float(b) for b in st["beta"]]
@@ -252,6 +281,8 @@ class MiniBatchADMM:
             "gamma": self.gamma[1:-1],
             "iteration": self.iteration,
             "rng": self.rng.bit_generator.state,
+            # center_inputs: W_1's bias for the centred inputs (unfolding the Result's would round)
+            "bias_1": np.zeros(0) if self.mu64 is None else self.W[1][:, -1].copy(),
         }
 
     # -- the steps of a batch --------------------------------------------------------------------
@@ -487,6 +518,8 @@ class MiniBatchADMM:
         else:  # the rows, then their kept columns (no compacted copy of X)
             np.take(self.X, rows, axis=0, out=self.Xrows[:B], mode="clip")
             np.take(self.Xrows[:B], self.active, axis=1, out=self.Xb[:B], mode="clip")
+        if self.mu is not None:
+            self.Xb[:B] -= self.mu
         np.take(self.T, rows, axis=0, out=self.Tb[:B], mode="clip")
         t0 = time.perf_counter()
         self._forward(B)
@@ -557,7 +590,7 @@ class MiniBatchADMM:
             blocks = ((slice(i, i + rows), X[i : i + rows] if self.active is None else
                        np.take(X[i : i + rows], self.active, axis=1, mode="clip")) for i in range(0, X.shape[0], rows))
         else:
-            blocks = self._first_layer_blocks(self.W[1], rows)
+            blocks = self._first_layer_blocks(self._fold(self.W[1]), rows)  # of the raw rows of X
         keep = self._keep_features()
         for block, a in blocks:
             start = block.start
@@ -578,6 +611,8 @@ class MiniBatchADMM:
         except (np.linalg.LinAlgError, sla.LinAlgError):
             W = sla.lstsq(G, R, check_finite=False)[0]
         self.W[L] = np.ascontiguousarray(W.T, dtype=self.W[L].dtype)
+        if L == 1:  # fitted on the raw inputs: back to the centred ones' bias
+            self._unfold(self.W[1])
         self._features_valid = keep is not None  # the training outputs are now features x the new W_L
 
     def _keep_features(self):
@@ -599,9 +634,13 @@ class MiniBatchADMM:
         that began its step (train_metrics="running")."""
         return self._running[0], self._running[1]
 
+    def _handed_out(self):
+        """The weights as the Result holds them (compact): W_1 for raw inputs; no copies."""
+        return [self._fold(self.W[1]), *self.W[2:]]
+
     def compact_weights(self):
-        """Copies: the sweeps update the weights in place."""
-        return [W.copy() for W in self.W[1:]]
+        """Copies (the sweeps update the weights in place), W_1 for raw inputs."""
+        return [self._fold(self.W[1]) if self.mu64 is not None else self.W[1].copy(), *(W.copy() for W in self.W[2:])]
 
     def full_width(self, weights):
         return [self._expand(weights[0]), *weights[1:]]

@@ -382,14 +382,16 @@ def test_spd_solve_moves_an_ill_conditioned_float32_system_to_float64(rows, monk
     assert err > 1e-3
 
 
-def test_output_refit_is_the_ridge_least_squares_of_the_forward_features():
+@pytest.mark.parametrize("center", [True, False])
+def test_output_refit_is_the_ridge_least_squares_of_the_forward_features(center):
     X, y = blobs(n=150, d=6, k=3, seed=7)
     T = np.eye(3)[y]
-    s = ADMMSettings(batch_size=50, output_refit=0.01, skip_zero_inputs=False, dtype="float64").resolved()
+    s = ADMMSettings(batch_size=50, output_refit=0.01, skip_zero_inputs=False, dtype="float64",
+                     center_inputs=center).resolved()
     from fastadmm import _backend
 
     p = MiniBatchADMM(X, T, [7, 8, 5, 3], "mse", s, _backend.get("numpy"), np.random.default_rng(0), None, None)
-    before = [W.copy() for W in p.W[1:]]
+    before = p.compact_weights()  # for the raw rows of X (W_1's bias folded with centred inputs)
     p.refit_output(rows=40)  # blocks of 40 rows: the sums over blocks must give the whole Gram
     # the obvious way: the whole forward pass, then the normal equations of the ridge
     a = X
@@ -400,7 +402,7 @@ def test_output_refit_is_the_ridge_least_squares_of_the_forward_features():
     ridge = 0.01 * np.trace(G) / G.shape[0]
     expected = np.linalg.solve(G + ridge * np.eye(G.shape[0]), F.T @ T).T
     np.testing.assert_allclose(p.W[3], expected, rtol=1e-9, atol=1e-10)
-    for W, W0 in zip(p.W[1:3], before[:2]):  # the hidden layers are left alone
+    for W, W0 in zip(p.compact_weights()[:2], before[:2]):  # the hidden layers are left alone
         np.testing.assert_array_equal(W, W0)
 
     def objective(w):
@@ -446,7 +448,7 @@ def test_layerwise_batch_equals_the_obvious_sweep(B):
     y = rng.integers(0, 3, B)
     T = np.eye(3)[y]
     s = ADMMSettings(batch_size=B, dtype="float64", sweep_order="layerwise", weight_decay=0.0, skip_zero_inputs=False, output_refit=0,
-                     beta=0.5, gamma=0.2, depth_decay=0.3, prox=0.7).resolved()
+                     beta=0.5, gamma=0.2, depth_decay=0.3, prox=0.7, center_inputs=False).resolved()
     from fastadmm import _backend
 
     p = MiniBatchADMM(X, T, [21, 16, 9, 3], "mse", s, _backend.get("numpy"), rng, None, None)
@@ -634,3 +636,52 @@ def test_compact_test_copies_a_float64_test_set_once_in_the_fits_float32(backend
     X32 = X_test.astype(np.float32)
     q = MiniBatchADMM(X, T, [21, 8, 3], "mse", s, _backend.get(backend), np.random.default_rng(0), None, None)
     assert q.compact_test(X32) is X32
+
+
+@pytest.mark.parametrize("order, refit", [("targets_first", 0.0), ("layerwise", 0.0), ("layerwise", 1e-3)])
+def test_center_inputs_is_the_fit_of_the_centred_inputs_with_the_means_folded_into_the_bias(order, refit):
+    X, y = blobs(n=240, d=9, k=3, seed=6)
+    X += 2.0  # far from centred
+    X[:, 4] = 0.0  # a left-out feature: its mean is 0 and it stays out
+    Xt, yt = blobs(n=60, d=9, k=3, seed=7)
+    mu = X.mean(axis=0)
+    kw = dict(hidden=(10, 6), batch_size=32, max_iter=3, random_state=3, dtype="float64", sweep_order=order,
+              output_refit=refit, tol=0)
+    a = fastadmm.train_admm(X, y, X_test=Xt, y_test=yt, center_inputs=True, **kw)
+    b = fastadmm.train_admm(X - mu, y, X_test=Xt - mu, y_test=yt, center_inputs=False, **kw)
+    assert a.settings["center_inputs"] is True and b.settings["center_inputs"] is False
+    # the same weights, W_1's bias b - W mu for the raw inputs
+    np.testing.assert_allclose(a.weights[0][:, :-1], b.weights[0][:, :-1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.weights[0][:, -1], b.weights[0][:, -1] - b.weights[0][:, :-1] @ mu, rtol=1e-9,
+                               atol=1e-12)
+    for Wa, Wb in zip(a.weights[1:], b.weights[1:]):
+        np.testing.assert_allclose(Wa, Wb, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.decision_function(Xt), b.decision_function(Xt - mu), rtol=1e-8, atol=1e-10)
+    assert a.history["test_accuracy"] == b.history["test_accuracy"]
+    assert a.history["train_accuracy"] == b.history["train_accuracy"]
+
+
+def test_center_inputs_defaults_and_refusals():
+    X, y = blobs(n=120, d=5, k=3, seed=1)
+    many = fastadmm.train_admm(X, y, hidden=(6,), max_iter=1, random_state=0)
+    one = fastadmm.train_admm(X, (y > 0).astype(int), hidden=(6,), max_iter=1, random_state=0)
+    full = fastadmm.train_admm(X, y, hidden=(6,), max_iter=1, random_state=0, batch_size=None)
+    assert (many.settings["center_inputs"], one.settings["center_inputs"], full.settings["center_inputs"]) == (
+        MINI_BATCH["center_inputs"], MINI_BATCH_ONE_OUTPUT["center_inputs"], False)
+    with pytest.raises(ValueError, match="center_inputs=True applies to mini-batch ADMM only"):
+        fastadmm.train_admm(X, y, hidden=(6,), batch_size=None, center_inputs=True)
+    with pytest.raises(TypeError, match="center_inputs"):
+        fastadmm.train_admm(X, y, hidden=(6,), center_inputs="yes")
+
+
+def test_center_inputs_gram_metric_uses_the_centred_gram():
+    from fastadmm import _backend, _losses
+
+    X, y = blobs(n=90, d=5, k=3, seed=2)
+    X += 1.5
+    s = ADMMSettings(batch_size=30, prox_metric="gram", dtype="float64", center_inputs=True,
+                     skip_zero_inputs=False).resolved(n_outputs=3)
+    p = MiniBatchADMM(X, _losses.targets(y, 3, np.float64), [6, 7, 3], "mse", s, _backend.get("numpy"),
+                      np.random.default_rng(0), None, None)
+    F = np.hstack([X - X.mean(axis=0), np.ones((90, 1))])
+    np.testing.assert_allclose(p.S[1], F.T @ F / 90, rtol=1e-10, atol=1e-12)

@@ -61,7 +61,7 @@ def test_minibatch_admm_running_metrics_are_the_batches_pre_update_forward_passe
     plain_batch = MiniBatchADMM._batch
 
     def recording(self, rows, sums, timings):
-        seen.append((rows.copy(), [W.copy() for W in self.W[1:]]))
+        seen.append((rows.copy(), self.compact_weights()))  # for the raw rows (center_inputs folded in)
         return plain_batch(self, rows, sums, timings)
 
     monkeypatch.setattr(MiniBatchADMM, "_batch", recording)
