@@ -54,12 +54,12 @@ def build_problem(X, y, dtype, backend="cython"):
     settings = ADMMSettings(dtype=dtype, backend=backend, batch_size=None).resolved()  # Algorithm 1
     comm = _comm.wrap(None)
     (X, y_index, classes, _, _, hidden, loss, _, rng, sizes, row_offset,
-     n_global, settings) = admm._validate(X, y, None, None, HIDDEN, "mse", 1, 0, None, settings, None, comm)
+     n_global, settings, nonzero) = admm._validate(X, y, None, None, HIDDEN, "mse", 1, 0, None, settings, None, comm)
     T = _losses.targets(y_index, len(classes), X.dtype)
     kernels = _backend.get(settings.backend)
     if hasattr(kernels, "warmup"):
         kernels.warmup()
-    problem = admm._Problem(X, T, sizes, loss, settings, kernels, rng, None, comm, row_offset, n_global)
+    problem = admm._Problem(X, T, sizes, loss, settings, kernels, rng, None, comm, row_offset, n_global, nonzero)
     return problem, X, y_index, classes
 
 
