@@ -179,8 +179,8 @@ class ADMMSettings:
     # training set with the iteration's final weights.  "running" (mini-batch only): the epoch's mean
     # over its batches of each batch's loss and accuracy, from the forward pass that starts the
     # batch's step (the weights before its update), as Keras and scikit-learn's MLP report them: no
-    # extra pass (measured, MNIST 0/1: the full pass over the training rows was 0.019 s of a 0.11 s
-    # epoch).  None = "full" where it costs no forward pass of its own (full batch; mini-batch with
+    # extra pass (MNIST 0/1: a default call's epoch with its evaluation went from 1.33x to 1.09x the
+    # epoch alone, benchmarks/test_bench_time_to_accuracy.py).  None = "full" where it costs no forward pass of its own (full batch; mini-batch with
     # output_refit, whose pass gives the features), else "running".  The test accuracy is always a
     # full pass over X_test.
     train_metrics: Optional[str] = None

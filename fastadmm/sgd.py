@@ -53,6 +53,7 @@ from . import _fit, _inputs, _losses, _sgd_kernels as _k, _threads, _validation
 from ._gradient import ADAM_BETAS, ADAM_EPS, GradientSteps, _Net
 from ._gradient import _call_epoch, _full_width, _initial_weights, _warmup  # noqa: F401 - benchmarks reach them
 from ._constraints import boolean, check_fields, choice, integer, real
+from ._settings import DTYPES, TRAIN_METRICS
 from ._result import Result
 
 __all__ = [
@@ -61,7 +62,6 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("momentum", "adam")
-_DTYPES = ("float32", "float64")
 
 # Measured defaults per method: MNIST 0 vs 1 (4,839 training, 2,115 test images, pixels / 255),
 # 784-100-50-10-1, loss "mse", He init, float64, one BLAS thread; "reaches 99 %" = the test
@@ -102,9 +102,9 @@ SGD_CONSTRAINTS = (
     real("init_scale", 0, low_open=True, none=True),
     boolean("intercept"),
     integer("eval_every", 0),
-    choice("train_metrics", ("running", "full"), none=True),
+    choice("train_metrics", TRAIN_METRICS, none=True),
     real("time_limit", 0, low_open=True, none=True),
-    choice("dtype", _DTYPES, none=True),
+    choice("dtype", DTYPES, none=True),
     integer("threads", 1, none=True),
     boolean("skip_zero_inputs"),
 )
@@ -329,7 +329,8 @@ def train_sgd(
         timings["setup"] = time.perf_counter() - t_start - timings["compile"]
         used = s.as_dict()
         used.update(
-            lr=lr_used, momentum=momentum_used, max_iter=max_iter, method=method, train_metrics=train_metrics, hidden=list(hidden), loss=loss,
+            lr=lr_used, momentum=momentum_used, max_iter=max_iter, method=method, train_metrics=train_metrics,
+            hidden=list(hidden), loss=loss,
             dtype=dt.name, n_samples=int(n), n_features=int(n_features), n_classes=int(len(classes)),
             random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
         )
