@@ -504,6 +504,12 @@ class MiniBatchADMM:
         # mode="clip" (the rows are valid): np.take's default "raise" buffers its output, 3-4x slower here
         if self.compiled is not None and self.active is not None:  # rows and kept columns in one pass
             self.compiled.gather(self.X, rows, self._runs, self.Xb)
+        elif self.X.dtype.itemsize < self.Xb.dtype.itemsize:  # float32 X, float64 fit: np.take's out=
+            # must cast safely to X's type, which float64 does not; gather in X's type, then widen
+            if self.active is None:
+                self.Xb[:B] = np.take(self.X, rows, axis=0, mode="clip")
+            else:
+                self.Xb[:B] = np.take(np.take(self.X, rows, axis=0, mode="clip"), self.active, axis=1, mode="clip")
         elif self.active is None:
             np.take(self.X, rows, axis=0, out=self.Xb[:B], mode="clip")
         else:  # the rows, then their kept columns (no compacted copy of X)
