@@ -38,12 +38,9 @@ import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
-
 import numpy as np
 
-from . import _comm
-from . import data as _data
+from . import _comm, _dataset, _idx, _mnist_sources
 from ._validation import as_int
 
 __all__ = [
@@ -136,7 +133,7 @@ def shard(rank: int, size: int, *arrays):
 def idx_length(path: str | os.PathLike) -> int:
     """The number of rows (first dimension) of an IDX file, read from its header only (a DataError
     naming the file for a corrupt header or gzip stream)."""
-    return int(_data.idx_dims(path)[0])
+    return int(_idx.idx_dims(path)[0])
 
 
 def read_idx_shard(path: str | os.PathLike, rank: int, size: int) -> np.ndarray:
@@ -145,7 +142,7 @@ def read_idx_shard(path: str | os.PathLike, rank: int, size: int) -> np.ndarray:
     A raw file is read with one seek; a ``.gz`` file is streamed (see :func:`fastadmm.data.read_idx`).
     """
     start, stop = shard_rows(idx_length(path), rank, size, what=f"rows of {path}")
-    return _data.read_idx(path, start, stop)
+    return _idx.read_idx(path, start, stop)
 
 
 @dataclass(frozen=True)
@@ -156,7 +153,7 @@ class MNISTShard:
     totals are ``n_train`` / ``n_test``.
     """
 
-    data: _data.MNIST
+    data: _dataset.MNIST
     rank: int
     size: int
     train_rows: tuple[int, int]
@@ -174,39 +171,18 @@ class MNISTShard:
         )
 
 
-def _selected(labels: np.ndarray, classes, path) -> np.ndarray:
-    """Indices of the rows whose label is in ``classes`` (all rows for None)."""
-    if classes is None:
-        return np.arange(labels.shape[0])
-    wanted = np.unique(np.asarray(list(classes) if isinstance(classes, Iterable) else [classes]))
-    if wanted.size == 0:
-        raise ValueError("classes must name at least one digit, e.g. classes=(0, 1)")
-    absent = sorted(set(wanted.tolist()) - set(np.unique(labels).tolist()))
-    if absent:
-        raise ValueError(f"classes: {path} holds no example of label(s) {absent}")
-    return np.flatnonzero(np.isin(labels, wanted))
-
-
 def _read_split_shard(images_path: Path, labels_path: Path, rank, size, classes, like=None):
-    """(X, y, (start, stop), n) of one split: the labels whole (one byte a sample), the images only
-    in the range of rows that holds this rank's selected samples. ``like``: (path, dims) of the
-    training images, whose image size a test split must have."""
-    labels = _data.read_idx(labels_path)
-    _data.check_labels(labels_path, labels)
-    dims = _data.idx_dims(images_path)
-    _data.check_image_dims(images_path, dims, like)  # at least one image, sizes agree: before reading pixels
-    n_images = dims[0]
-    if n_images != labels.shape[0]:
-        raise _data.DataError(
-            f"{images_path} holds {n_images:,} images but {labels_path} holds {labels.shape[0]:,} labels")
-    rows = _selected(labels, classes, labels_path)
+    """(X, y, (start, stop), n) of one split: the labels whole (one byte a sample), then, of the
+    images, only the range of rows that holds this rank's samples (:func:`fastadmm._idx.read_images`).
+    ``like``: (path, dims) of the training images, whose image size a test split must have."""
+    labels = _idx.read_labels(labels_path)
+    if classes is None:
+        rows = np.arange(labels.shape[0])
+    else:
+        rows = _dataset.class_rows(labels, classes, source=str(labels_path))
     start, stop = shard_rows(rows.shape[0], rank, size, what=f"samples of {labels_path.name}")
     mine = rows[start:stop]
-    lo, hi = int(mine[0]), int(mine[-1]) + 1
-    images = _data.read_idx(images_path, lo, hi)
-    X = images.reshape(images.shape[0], -1)
-    if mine.shape[0] != hi - lo:
-        X = X[mine - lo]
+    X = _idx.read_images(images_path, (labels_path, labels.shape[0]), mine, like=like)
     return X, labels[mine], (start, stop), int(rows.shape[0])
 
 
@@ -220,13 +196,13 @@ def load_mnist_shard(data_dir: str | os.PathLike, rank: int, size: int, *, class
     train on the same samples in the same order as one process.
     """
     folder = Path(data_dir).expanduser()
-    files = _data.mnist_files(folder)
+    files = _mnist_sources.mnist_files(folder)
     X_train, y_train, train_rows, n_train = _read_split_shard(
         files["train_images"], files["train_labels"], rank, size, classes)
     X_test, y_test, test_rows, n_test = _read_split_shard(
         files["test_images"], files["test_labels"], rank, size, classes,
-        like=(files["train_images"], _data.idx_dims(files["train_images"])))
-    mnist = _data.MNIST(X_train, y_train, X_test, y_test, source="data_dir", location=str(folder),
+        like=(files["train_images"], _idx.idx_dims(files["train_images"])))
+    mnist = _dataset.MNIST(X_train, y_train, X_test, y_test, source="data_dir", location=str(folder),
                         files={role: str(p) for role, p in files.items()})
     return MNISTShard(mnist, rank, size, train_rows, test_rows, n_train, n_test)
 

