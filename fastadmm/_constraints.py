@@ -5,17 +5,21 @@ table: per field its kind (a real number, an integer, True/False, one of some ch
 or choices, and whether None is allowed (None = the method's default).  :func:`check_fields` checks
 an instance against its table in field order and stores numbers as Python float/int/bool (numpy
 scalars accepted), raising TypeError/ValueError that names the field and what it must be, with the
-messages of :func:`fastadmm._validation.as_real`, ``as_int`` and ``as_bool``.  Rules across fields
-(e.g. SGD's ``optimizer="adam"`` without momentum) stay in the class's own ``validate``.
+messages of this module's scalar checkers :func:`as_real`, :func:`as_int` and :func:`as_bool`,
+which the argument checks of :mod:`fastadmm._validation` use too (this module imports no other
+module of the package).  Rules across fields (e.g. SGD's ``optimizer="adam"`` without momentum) stay
+in the class's own ``validate``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Optional
 
-from ._validation import as_bool, as_int, as_real
+import numpy as np
 
 KINDS = ("real", "int", "bool", "choice")
 
@@ -78,6 +82,49 @@ class Constraint:
             if self.literals:  # a field that takes words too: any other value is a wrong value
                 raise ValueError(f"{self.name} must be {self.describe()}, got {value!r}") from None
             raise
+
+
+def as_real(name, value, low=None, high=None, *, low_open=False, high_open=False):
+    """`value` as a finite Python float, accepting any real number (int, float, np.float32,
+    np.int64, ...) but not bool, str or complex; with `low`/`high` it must lie within them (excluded
+    where `low_open`/`high_open`).  Raises TypeError/ValueError naming `name`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low}")
+    if high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high}")
+    ok = math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bound = (" " + " and ".join(bounds)) if bounds else ""
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+    return value
+
+
+def as_int(name, value, low=None):
+    """`value` as a Python int, accepting any integer (int, np.int64, ...) but not bool or a
+    float such as 5.0; with `low` it must be >= low.  Raises TypeError/ValueError naming `name`."""
+    bound = "" if low is None else f" >= {low}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer{bound}, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be an integer{bound}, got {value}")
+    return value
+
+
+def as_bool(name, value):
+    """`value` as a Python bool, accepting True/False and np.bool_ (not 0/1 or strings, which are
+    more often a mistake than a choice).  Raises TypeError naming `name`."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
 
 
 def _is_one_of(value, options) -> bool:

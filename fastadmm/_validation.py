@@ -12,6 +12,8 @@ import numbers
 import numpy as np
 
 from . import _inputs
+# The scalar checkers live with the settings' constraints (which use them); importable from here too.
+from ._constraints import as_bool, as_int, as_real  # noqa: F401
 
 
 def float_dtype(X_dtype, dtype=None):
@@ -159,49 +161,6 @@ def check_test(X_test, y_test, classes, n_features, dtype):
     return X_test, index.astype(np.intp)
 
 
-def as_real(name, value, low=None, high=None, *, low_open=False, high_open=False):
-    """`value` as a finite Python float, accepting any real number (int, float, np.float32,
-    np.int64, ...) but not bool, str or complex; with `low`/`high` it must lie within them (excluded
-    where `low_open`/`high_open`).  Raises TypeError/ValueError naming `name`."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    bounds = []
-    if low is not None:
-        bounds.append(f"{'>' if low_open else '>='} {low}")
-    if high is not None:
-        bounds.append(f"{'<' if high_open else '<='} {high}")
-    ok = math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        bound = (" " + " and ".join(bounds)) if bounds else ""
-        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
-    return value
-
-
-def as_int(name, value, low=None):
-    """`value` as a Python int, accepting any integer (int, np.int64, ...) but not bool or a
-    float such as 5.0; with `low` it must be >= low.  Raises TypeError/ValueError naming `name`."""
-    bound = "" if low is None else f" >= {low}"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer{bound}, got {value!r} ({type(value).__name__})")
-    value = int(value)
-    if low is not None and value < low:
-        raise ValueError(f"{name} must be an integer{bound}, got {value}")
-    return value
-
-
-def as_bool(name, value):
-    """`value` as a Python bool, accepting True/False and np.bool_ (not 0/1 or strings, which are
-    more often a mistake than a choice).  Raises TypeError naming `name`."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
-    return bool(value)
-
-
 def check_hidden(hidden, name="hidden"):
     """Return the hidden layer sizes as a tuple of positive ints (numpy integers accepted)."""
     if isinstance(hidden, numbers.Integral) and not isinstance(hidden, (bool, np.bool_)):
@@ -256,3 +215,46 @@ def random_state_record(random_state):
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, (bool, np.bool_)):
         return int(random_state)
     return None if random_state is None else repr(random_state)
+
+
+def check_verbose(verbose):
+    """`verbose` as an int >= 0 (True = 1, False = 0); TypeError/ValueError naming it."""
+    if isinstance(verbose, (bool, np.bool_)):
+        return int(verbose)
+    if not isinstance(verbose, numbers.Integral) or verbose < 0:
+        raise (TypeError if not isinstance(verbose, numbers.Integral) else ValueError)(
+            f"verbose must be True, False or an integer >= 0 (0 = silent, 1 = a line per iteration), got {verbose!r}")
+    return int(verbose)
+
+
+def check_validation_fraction(fraction, eval_every):
+    """`fraction` as a float in (0, 1), or None (no validation rows); ValueError/TypeError naming it."""
+    if fraction is None:
+        return None
+    fraction = as_real("validation_fraction", fraction, 0, 1, low_open=True, high_open=True)
+    if eval_every == 0:
+        raise ValueError(f"validation_fraction={fraction} needs the validation accuracy at every evaluation, and "
+                         "eval_every=0 evaluates never: set eval_every >= 1 (1 = every iteration) or "
+                         "validation_fraction=None")
+    return fraction
+
+
+def validation_rows(y_index, fraction):
+    """(training rows, validation rows), each in increasing order: of every class, its last
+    round(fraction * n_c) rows are held out (stratified; at least one, and never all: a class of
+    one sample stays whole in the training rows).  ValueError when no row can be held out."""
+    y_index = np.asarray(y_index)
+    held = []
+    for c in np.unique(y_index):
+        rows = np.flatnonzero(y_index == c)
+        n_val = min(rows.shape[0] - 1, max(1, math.floor(fraction * rows.shape[0] + 0.5)))
+        if n_val > 0:
+            held.append(rows[-n_val:])
+    if not held:
+        raise ValueError(f"validation_fraction={fraction} holds out rows of every class but the training rows of each "
+                         "class must keep one, and every class has a single sample: give more samples, or pass "
+                         "validation_fraction=None")
+    val = np.sort(np.concatenate(held))
+    keep = np.ones(y_index.shape[0], bool)
+    keep[val] = False
+    return np.flatnonzero(keep), val

@@ -9,10 +9,16 @@ import numbers
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _extras
+
+try:  # validate_data is scikit-learn >= 1.6's: an older one fails here too, with the same advice
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as exc:
+    raise _extras.missing_error("fastadmm.ADMMClassifier", "sklearn", exc) from exc
 
 from . import admm as _admm
 from . import _validation
