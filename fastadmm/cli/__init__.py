@@ -8,7 +8,11 @@
 * ``experiment``: signals, the experiment loop (every method once per seed), ``main`` and ``run``.
 """
 
-from .args import UsageError
-from .experiment import main, run
+from .._extras import require
+
+require("the command python -m fastadmm.mnist", "mnist")  # before anything imports tqdm or matplotlib
+
+from .args import UsageError  # noqa: E402
+from .experiment import main, run  # noqa: E402
 
 __all__ = ["UsageError", "main", "run"]
