@@ -23,6 +23,24 @@ A method is a *step object*, its buffers and update steps (no validation, no loo
 :func:`run` drives one and returns the Result.  In a distributed fit every stop decision is taken on
 globally reduced numbers (one all-reduce per iteration: the sweep's sums, the evaluation counts, the
 clock and the Ctrl-C flags), so all ranks stop together.
+
+The stop rules (besides max_iter, time_limit, Ctrl-C and the callback):
+
+* ``Plan.stop_rule="objective"`` (full-batch ADMM): converged when the objective's relative change
+  and the output residual are both below ``tol`` at one iteration; stopping at max_iter (or the time
+  limit) before that issues a :class:`ConvergenceWarning`.
+* ``Plan.stop_rule="train_loss"`` (mini-batch ADMM, SGD, GD), the rule of scikit-learn's MLP with
+  a relative ``tol``: converged when the training loss the history records (the epoch's running loss
+  by default) has not fallen below ``best * (1 - tol)``, best the lowest so far, at
+  ``n_iter_no_change`` evaluations in a row (Keras' ``patience``; scikit-learn's MLP waits for one
+  more).  Reaching max_iter epochs is an ordinary end: no warning.
+* With validation rows (``Data.X_val``), instead of the training-loss rule: converged when their
+  accuracy has not risen above ``best * (1 + tol)`` at ``n_iter_no_change`` evaluations in a row;
+  whatever ends the fit, the Result holds the weights of the evaluation of the best validation
+  accuracy (the first of equals), as scikit-learn's MLP with ``early_stopping`` and Keras'
+  ``restore_best_weights`` keep them.
+
+``Plan.verbose`` prints one line per iteration (rank 0 only) and one with the message at the end.
 """
 
 from __future__ import annotations
@@ -43,6 +61,8 @@ from ._interrupt import deferred_sigint
 from ._result import Result, Status
 
 HISTORY_KEYS = ("iteration", "elapsed", "train_loss", "train_accuracy", "test_accuracy")
+VALIDATION_KEY = "validation_accuracy"  # in the history of a fit with validation rows, after test_accuracy
+STOP_RULES = ("objective", "train_loss")
 
 
 class ConvergenceWarning(UserWarning):
@@ -79,7 +99,14 @@ class Plan:
     # "running": the step's running_counts() (the mean over the sweep's batches, no extra pass)
     train_metrics: str = "full"
     time_limit: Optional[float] = None  # seconds of training (evaluation excluded)
-    tol: float = 0.0  # converged when the objective's relative change and the residual are below it
+    tol: float = 0.0  # the stop rule's tolerance (see stop_rule); 0 = no rule (validation: any gain counts)
+    # "objective": converged when the objective's relative change and the residual are below tol (a
+    # ConvergenceWarning at max_iter); "train_loss": converged when the training loss has not improved
+    # on its best by more than tol (relative) at n_iter_no_change evaluations in a row (no warning)
+    stop_rule: str = "objective"
+    n_iter_no_change: int = 10  # evaluations without improvement that stop the fit (train_loss, validation)
+    verbose: int = 0  # > 0: print a line per iteration (rank 0)
+    iteration_name: str = "iteration"  # what the verbose lines call an iteration ("epoch" for mini-batches)
     divergence_factor: float = math.inf  # diverged when |objective| exceeds its first value this many times
     progress: Optional[Callable[[np.ndarray, object], Progress]] = None  # (reduced sums, info) -> Progress
     progress_keys: tuple = ()  # the history keys Progress.fields fills
@@ -98,12 +125,19 @@ class Data:
     T: np.ndarray
     X_test: Optional[np.ndarray] = None
     y_test_index: Optional[np.ndarray] = None
+    # Validation rows held out of the training set (at the user's width and any float dtype): their
+    # accuracy is measured at every evaluation with the full-width weights, judged by the validation
+    # rule, and the weights of its best are the Result's.
+    X_val: Optional[np.ndarray] = None
+    y_val_index: Optional[np.ndarray] = None
 
 
-def new_history(plan: Plan, resumed: Optional[Result] = None) -> dict:
-    keys = (*HISTORY_KEYS[:2], *plan.progress_keys, *HISTORY_KEYS[2:])
+def new_history(plan: Plan, resumed: Optional[Result] = None, validation: bool = False) -> dict:
+    keys = (*HISTORY_KEYS[:2], *plan.progress_keys, *HISTORY_KEYS[2:], *((VALIDATION_KEY,) if validation else ()))
     if resumed is not None:
-        return {k: list(resumed.history.get(k, [])) for k in keys}
+        n = len(resumed.history.get("iteration", []))
+        # a key the resumed fit did not record (validation_accuracy) is NaN for its iterations
+        return {k: list(resumed.history.get(k, [math.nan] * n)) for k in keys}
     return {k: [] for k in keys}
 
 
@@ -123,7 +157,8 @@ class _Fit:
     def __init__(self, step, plan, data, timings, t_start, resumed):
         self.step, self.plan, self.data, self.timings, self.t_start = step, plan, data, timings, t_start
         self.comm = step.comm
-        self.history = new_history(plan, resumed)
+        self.validation = data.X_val is not None
+        self.history = new_history(plan, resumed, self.validation)
         h = self.history
         self.elapsed0 = h["elapsed"][-1] if h["elapsed"] else 0.0
         self.previous_objective = h["objective"][-1] if h.get("objective") else None
@@ -133,6 +168,10 @@ class _Fit:
         self.train_time = 0.0
         self.consistent = True  # False while a sweep runs: its state is half updated
         self.stop = _Stop(Status.MAX_ITER, f"stopped at max_iter={plan.max_iter}")
+        # The training-loss and validation rules: the best value so far, evaluations since it improved
+        # by more than tol, and (validation) the iteration and weights of the best accuracy.
+        self.best_loss, self.loss_no_change = math.inf, 0
+        self.best_score, self.score_no_change, self.best = -math.inf, 0, None
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> Result:
@@ -158,12 +197,30 @@ class _Fit:
             reason = _save_checkpoint(result, self.plan.checkpoint)
             if reason is not None:
                 result = dataclasses.replace(result, message=f"{result.message}; {reason}")
+        if self.best is not None:
+            result = self._keep_best(result)
+        if self.plan.verbose and self.comm.root:
+            print(f"{self.plan.method.upper()}: {result.message}", flush=True)
         return result
+
+    def _keep_best(self, result: Result) -> Result:
+        """The Result with the weights of the best validation accuracy (the checkpoint, if any, keeps
+        the last iteration's, with its state)."""
+        k, weights = self.best
+        name = self.plan.iteration_name
+        if k == result.n_iter:
+            return dataclasses.replace(
+                result, message=f"{result.message}; the last {name}'s weights have the best validation accuracy "
+                                f"({self.best_score:.4f})")
+        return dataclasses.replace(
+            result, weights=self.step.full_width(weights), state=None,
+            message=(f"{result.message}; kept the weights of {name} {k}, the best validation accuracy "
+                     f"({self.best_score:.4f}); no state to resume from (it belongs to {name} {result.n_iter})"))
 
     def _iterate(self, flag) -> Optional[_Stop]:
         """One iteration: sweep, reduce, judge, record, call back; a _Stop when the fit ends here."""
         step, plan = self.step, self.plan
-        t0 = time.perf_counter()
+        t0 = t_iteration = time.perf_counter()
         self.consistent = False
         try:
             with np.errstate(over="ignore", invalid="ignore"):
@@ -197,6 +254,9 @@ class _Fit:
         record = None
         if progress is not None or evaluate:
             record = self._record(k, self.elapsed0 + seconds, progress, counts if evaluate else None)
+        plateau = self._plateau(record, k, weights) if evaluate else None
+        if plan.verbose and self.comm.root:
+            self._print(k, record if evaluate else None, time.perf_counter() - t_iteration)
         if plan.checkpoint is not None and done % plan.checkpoint_every == 0:
             _save_checkpoint(self._result(final=False, stop=_Stop(Status.INTERRUPTED, f"checkpoint at iteration {k}")),
                              plan.checkpoint)
@@ -212,17 +272,21 @@ class _Fit:
             return _Stop(Status.TIME_LIMIT, f"time_limit={plan.time_limit} s reached after iteration {k}")
         if converged:
             return _Stop(Status.CONVERGED, converged)
+        if plateau:
+            return _Stop(Status.CONVERGED, plateau)
         if progress is not None:
             self.previous_objective = progress.objective
         return None
 
     # -- evaluation -------------------------------------------------------------------------------
     def _no_counts(self):
-        X_test = self.data.X_test
-        return np.array([0.0, 0.0, self.step.X.shape[0], 0.0, 0 if X_test is None else X_test.shape[0]])
+        X_test, X_val = self.data.X_test, self.data.X_val
+        return np.array([0.0, 0.0, self.step.X.shape[0], 0.0, 0 if X_test is None else X_test.shape[0], 0.0,
+                         0 if X_val is None else X_val.shape[0]])
 
     def _evaluate(self, weights) -> np.ndarray:
-        """[summed loss, correct, rows] on this rank's training rows and [correct, rows] on its test rows."""
+        """[summed loss, correct, rows] on this rank's training rows, [correct, rows] on its test rows and
+        [correct, rows] on its validation rows."""
         t0 = time.perf_counter()
         step, data, loss = self.step, self.data, self.plan.result_fields["loss"]
         loss_sum, correct = 0.0, 0
@@ -247,17 +311,28 @@ class _Fit:
                     blocks = _losses.forward_blocks(test_weights, data.X_test, step.intercept)
                 for rows, out in blocks:
                     test_correct += int(np.sum(_losses.predict_index(out) == data.y_test_index[rows]))
+            val_correct, n_val = 0, 0
+            if data.X_val is not None:  # what Result.predict would answer for these weights
+                n_val = data.X_val.shape[0]
+                full = step.full_width(weights)
+                dt = np.float32 if full[0].dtype == np.float32 and data.X_val.dtype == np.float32 else np.float64
+                full = [np.asarray(W, dtype=dt) for W in full]
+                for rows, out in _losses.forward_blocks(full, np.asarray(data.X_val, dtype=dt), step.intercept):
+                    val_correct += int(np.sum(_losses.predict_index(out) == data.y_val_index[rows]))
         self.timings["eval"] += time.perf_counter() - t0
-        return np.array([loss_sum, correct, step.X.shape[0], test_correct, n_test], dtype=np.float64)
+        return np.array([loss_sum, correct, step.X.shape[0], test_correct, n_test, val_correct, n_val],
+                        dtype=np.float64)
 
     def _record(self, k, elapsed, progress, counts) -> dict:
         nan = float("nan")
         record = dict(iteration=k, elapsed=elapsed)
         if progress is not None:
             record.update(progress.fields)
-        loss_sum, correct, n, test_correct, n_test = counts if counts is not None else (nan,) * 5
+        loss_sum, correct, n, test_correct, n_test, val_correct, n_val = counts if counts is not None else (nan,) * 7
         record.update(train_loss=loss_sum / n, train_accuracy=correct / n,
                       test_accuracy=test_correct / n_test if counts is not None and n_test else nan)
+        if self.validation:
+            record[VALIDATION_KEY] = val_correct / n_val if counts is not None and n_val else nan
         for key, column in self.history.items():
             column.append(record[key])
         return record
@@ -277,9 +352,10 @@ class _Fit:
         return None
 
     def _converged(self, progress, k) -> Optional[str]:
-        """The message when the objective's relative change and the residual are both below tol."""
+        """The message when the objective's relative change and the residual are both below tol
+        (plan.stop_rule "objective")."""
         tol = self.plan.tol
-        if tol <= 0 or progress is None or progress.objective is None or self.previous_objective is None:
+        if self.plan.stop_rule != "objective" or tol <= 0 or progress is None or progress.objective is None or self.previous_objective is None:
             return None
         objective = progress.objective
         change = abs(objective - self.previous_objective) / max(abs(objective), 1e-30)
@@ -287,6 +363,51 @@ class _Fit:
         if change < tol and residual < tol:
             return f"converged at iteration {k} (objective change {change:.2e}, residual {residual:.2e})"
         return None
+
+    def _plateau(self, record, k, weights) -> Optional[str]:
+        """The training-loss rule (plan.stop_rule "train_loss", without validation rows) or the
+        validation rule, judged at an evaluation: the message when it stops the fit, else None.  Keeps
+        the weights of the best validation accuracy."""
+        plan, name = self.plan, self.plan.iteration_name
+        tol, patience = plan.tol, plan.n_iter_no_change
+        if self.validation:
+            score = record[VALIDATION_KEY]
+            if not math.isfinite(score):
+                return None
+            improved = score > self.best_score + tol * abs(self.best_score) if self.best is not None else True
+            if self.best is None or score > self.best_score:
+                self.best_score, self.best = score, (k, weights)
+            self.score_no_change = 0 if improved else self.score_no_change + 1
+            if self.score_no_change >= patience:
+                return (f"converged at {name} {k}: the validation accuracy has not risen above its best "
+                        f"({self.best_score:.4f}) by more than tol={tol:g} (relative) for {patience} {name}s")
+            return None
+        if plan.stop_rule != "train_loss":
+            return None
+        loss = record["train_loss"]
+        if not math.isfinite(loss):
+            return None
+        improved = loss < self.best_loss - tol * abs(self.best_loss) if math.isfinite(self.best_loss) else True
+        self.best_loss = min(self.best_loss, loss)
+        self.loss_no_change = 0 if improved else self.loss_no_change + 1
+        if tol > 0 and self.loss_no_change >= patience:
+            return (f"converged at {name} {k}: the training loss has not fallen below its best ({self.best_loss:.6g}) "
+                    f"by more than tol={tol:g} (relative) for {patience} {name}s")
+        return None
+
+    def _print(self, k, record, seconds) -> None:
+        """One line of verbose output: the iteration, what its evaluation measured, and its seconds
+        (training and evaluation)."""
+        parts = [f"{self.plan.iteration_name} {k:>{len(str(self.start + self.plan.max_iter))}}"]
+        if record is not None:
+            for key, label, fmt in (("train_loss", "loss", ".5g"), ("train_accuracy", "accuracy", ".4f"),
+                                    (VALIDATION_KEY, "validation accuracy", ".4f"),
+                                    ("test_accuracy", "test accuracy", ".4f")):
+                value = record.get(key, math.nan)
+                if math.isfinite(value):
+                    parts.append(f"{label} {value:{fmt}}")
+        parts.append(f"{seconds:.2f} s")
+        print(", ".join(parts), flush=True)
 
     # -- the Result -------------------------------------------------------------------------------
     def _result(self, final: bool, stop: Optional[_Stop] = None) -> Result:
@@ -310,7 +431,7 @@ class _Fit:
         if stop.status == Status.DIVERGED:
             warnings.warn(f"{label} diverged ({stop.message}); the last finite weights are kept. {plan.divergence_hint}",
                           DivergenceWarning, stacklevel=5)
-        elif stop.status in (Status.MAX_ITER, Status.TIME_LIMIT) and plan.tol > 0:
+        elif stop.status in (Status.MAX_ITER, Status.TIME_LIMIT) and plan.tol > 0 and plan.stop_rule == "objective":
             warnings.warn(f"{label} {stop.message} before reaching tol={plan.tol}", ConvergenceWarning, stacklevel=5)
         elif stop.status == Status.INTERRUPTED and stop.warn:
             warnings.warn(f"{label} {stop.message}; returning the weights so far", UserWarning, stacklevel=5)

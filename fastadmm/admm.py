@@ -116,10 +116,17 @@ def _settings_from(settings, kwargs) -> ADMMSettings:
 
 
 def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, init, comm,
-              checkpoint_every=10):
-    """All boundary checks; in a distributed fit every rank raises the same error together."""
+              checkpoint_every=10, validation_fraction=None):
+    """All boundary checks; in a distributed fit every rank raises the same error together.  With
+    `validation_fraction`, the validation rows are split off X, y here (every later check, and the
+    fit, sees the training rows only)."""
     error = None
+    X_val = y_val_index = None
     try:
+        validation_fraction = _validation.check_validation_fraction(validation_fraction, settings.eval_every)
+        if validation_fraction is not None and comm.distributed:
+            raise ValueError(f"validation_fraction={validation_fraction} is not supported with comm= yet; hold out "
+                             "rows yourself and pass them as X_test, y_test (or fit in one process)")
         loss = _validation.check_loss(loss)
         max_iter = None if max_iter is None else _validation.check_max_iter(max_iter)
         hidden = _validation.check_hidden(hidden)
@@ -135,6 +142,10 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
             _validation.check_fits(X, "X", settings.dtype, scan)
         _check_magnitude(X, scan)
         rng = _validation.check_random_state(random_state)
+        if validation_fraction is not None:  # the last rows of every class (X is copied: the rest)
+            train_rows, val_rows = _validation.validation_rows(y_index, validation_fraction)
+            X, X_val, y_val_index = X[train_rows], X[val_rows], y_index[val_rows]
+            y_index = y_index[train_rows]
     except (TypeError, ValueError) as exc:
         error = exc
     if comm.distributed:
@@ -186,7 +197,7 @@ def _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callba
         init_iteration=None if init is None else init.state["iteration"],
     ), hint="only X, y, X_test and y_test differ between ranks")
     return (X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset, n_global,
-            settings, scan.nonzero())
+            settings, scan.nonzero(), X_val, y_val_index)
 
 
 def train_admm(
@@ -205,6 +216,8 @@ def train_admm(
     comm=None,
     checkpoint=None,
     checkpoint_every: int = 10,
+    validation_fraction: Optional[float] = None,
+    verbose=0,
     **overrides,
 ) -> Result:
     """Train a fully connected ReLU network by ADMM (Taylor et al., 2016).
@@ -238,6 +251,24 @@ def train_admm(
         far is saved there (atomically; see ``Result.save``).  In a distributed fit each rank saves
         its own rows' state to ``<path>.rank<k>.npz``.
     checkpoint_every : iterations between two checkpoints.
+    validation_fraction : None, or a share in (0, 1) of the training rows to hold out: of every class
+        its last round(validation_fraction * n_class) rows (at least one; a class of one sample is
+        not held out), so a shuffled X gives a stratified random hold-out.  Their accuracy
+        (history "validation_accuracy") is measured at every evaluation; the fit stops ("converged")
+        when it has not risen above its best by more than ``tol`` (relative) at ``n_iter_no_change``
+        evaluations in a row, and, however it ends, returns the weights of the best one (then
+        without the state to resume from, unless the best is the last).  The training-loss rule of
+        mini-batch fits is off then.  Not with ``comm``.
+    verbose : 0 (default) prints nothing; 1 (or True) prints one line per iteration (epoch with
+        mini-batches): training loss, training accuracy, validation and test accuracy where there
+        are such rows, and the iteration's seconds (training and evaluation); then the stop message.
+
+    Stop rules (``tol``, ``n_iter_no_change``; see :class:`ADMMSettings`): full-batch ADMM stops
+    ("converged") when the objective's relative change and the output residual are below ``tol``
+    (1e-6), and warns (ConvergenceWarning) when max_iter comes first.  Mini-batch ADMM stops
+    ("converged") when the epoch's training loss has not fallen below its best by more than ``tol``
+    (1e-4, relative) for ``n_iter_no_change`` (10) epochs in a row; reaching max_iter epochs is its
+    ordinary end, without a warning (status "max_iter").
 
     Returns
     -------
@@ -252,9 +283,16 @@ def train_admm(
     except (TypeError, ValueError) as exc:
         error = exc
     comm.raise_agreed(error)
+    error = None
+    try:
+        verbose = _validation.check_verbose(verbose)
+    except (TypeError, ValueError) as exc:
+        error = exc
+    comm.raise_agreed(error)
     (X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset,
-     n_global, settings, nonzero) = _validate(X, y, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, init, comm,
-                           checkpoint_every)
+     n_global, settings, nonzero, X_val, y_val_index) = _validate(X, y, X_test, y_test, hidden, loss, max_iter,
+                                                                  random_state, callback, settings, init, comm,
+                                                                  checkpoint_every, validation_fraction)
     with comm.abort_on_error(collective_through=True):  # a failure on one rank ends all ranks, never a hang
         kernels = _backend.get(settings.backend)
 
@@ -280,16 +318,21 @@ def train_admm(
                 hidden=list(hidden), loss=loss, max_iter=max_iter, dtype=fit_dtype.name,
                 n_samples=n_global, n_features=int(X.shape[1]), n_classes=int(len(classes)), ranks=comm.size,
                 random_state=_validation.random_state_record(random_state),
+                validation_fraction=None if X_val is None else float(validation_fraction), n_validation=0 if X_val is None else int(X_val.shape[0]),
             )
+            minibatch = settings.batch_size is not None
             plan = _fit.Plan(
                 method="admm", max_iter=max_iter, eval_every=settings.eval_every, time_limit=settings.time_limit,
                 train_metrics=settings.train_metrics,
-                tol=settings.tol, divergence_factor=settings.divergence_factor, progress=_progress(step.L),
+                tol=settings.tol, stop_rule="train_loss" if minibatch else "objective",
+                n_iter_no_change=settings.n_iter_no_change, verbose=verbose,
+                iteration_name="epoch" if minibatch else "iteration",
+                divergence_factor=settings.divergence_factor, progress=_progress(step.L),
                 progress_keys=PROGRESS_KEYS, callback=callback, checkpoint=checkpoint,
                 checkpoint_every=checkpoint_every, divergence_hint=_DIVERGENCE_HINT,
                 result_fields=dict(classes=classes, loss=loss, settings=used, intercept=step.intercept),
             )
-            data = _fit.Data(y_index, T, step.compact_test(X_test), y_test_index)
+            data = _fit.Data(y_index, T, step.compact_test(X_test), y_test_index, X_val, y_val_index)
             return _fit.run(step, plan, data, timings, t_setup, resumed=init)
         finally:
             if limits is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 import numbers
 import warnings
 
@@ -36,9 +35,9 @@ _OWN_PARAMS = {
     # train_admm's default, whatever it is (it may depend on the method, full batch or mini-batch)
     "max_iter": inspect.signature(train_admm).parameters["max_iter"].default,
     "early_stopping": False,
-    "validation_fraction": 0.1,
-    "n_iter_no_change": 10,
+    "validation_fraction": 0.1,  # n_iter_no_change (10) is a field of ADMMSettings, below
     "random_state": None,
+    "verbose": 0,
 }
 _SETTING_NAMES = tuple(f.name for f in dataclasses.fields(ADMMSettings))
 
@@ -72,20 +71,30 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         of train_admm measured 0.83-0.94 training accuracy on scikit-learn's 3-class blobs
         depending on the seed.
     loss : "mse", "hinge" or "cross_entropy" (see :func:`fastadmm.train_admm`).
-    max_iter : ADMM iterations (epochs with mini-batches) at most, default train_admm's.  A fit that stops there without meeting ``tol`` issues
-        scikit-learn's ``ConvergenceWarning`` (when ``tol > 0``), as MLPClassifier does.
-    early_stopping : hold out a stratified ``validation_fraction`` of the training set, measure
-        its accuracy after every evaluated iteration (every ``eval_every``), stop when it has not
-        improved by at least ``tol`` for more than ``n_iter_no_change`` evaluations in a row (the
-        rule of MLPClassifier), and keep the weights of the best evaluation.  Default False.
+    max_iter : ADMM iterations (epochs with mini-batches) at most, default train_admm's.  Full-batch
+        ADMM (``batch_size=None``) that stops there before meeting ``tol`` issues scikit-learn's
+        ``ConvergenceWarning``, as MLPClassifier does; for mini-batch ADMM (the default) max_iter
+        epochs is an ordinary end, without a warning.
+    early_stopping : shuffle the rows (seeded by ``random_state``) and let train_admm hold out
+        ``validation_fraction`` of them, stratified (the last rows of every class), measure their
+        accuracy at every evaluation (every ``eval_every`` iterations), stop when it has not risen
+        above its best by more than ``tol`` (relative) for ``n_iter_no_change`` evaluations in a row,
+        and keep the weights of the best evaluation (train_admm's ``validation_fraction``).
+        Default False.
     validation_fraction : the share of the training set held out by early stopping, in (0, 1):
-        ceil(validation_fraction * n_samples) samples as in MLPClassifier, but at least one per class.
-    n_iter_no_change : evaluations without improvement tolerated by early stopping.
+        round(validation_fraction * n_c) samples of each class c, at least one, and none of a class
+        with a single sample.
+    n_iter_no_change : (a field of ADMMSettings, default 10) evaluations without improvement that
+        stop the fit: of the training loss for mini-batch ADMM, of the validation accuracy with
+        early stopping.
     random_state : None, an int >= 0 or a numpy Generator: the initial weights and the split of
         early stopping.
-    tol : :class:`fastadmm.ADMMSettings`'s convergence test (relative objective change and
-        output residual) and, with early stopping, the least gain of validation accuracy that
-        counts as an improvement (MLPClassifier's use of tol).
+    verbose : 0 (default) silent; 1 (or True) train_admm prints a line per iteration (loss,
+        accuracy, validation accuracy with early stopping, seconds) and the stop message.
+    tol : :class:`fastadmm.ADMMSettings`'s stop rule: the relative objective change and output
+        residual of full-batch ADMM; the relative gain of the epoch's training loss of mini-batch
+        ADMM; with early stopping the relative gain of validation accuracy.  None = the method's
+        default.
     **every other field of** :class:`fastadmm.ADMMSettings` (beta, gamma, intercept,
         initialization, init_scale, ridge, warm_start_iter, multiplier, penalty_growth, ...,
         dtype, backend, threads), with the same default; see there for what each does and why
@@ -104,7 +113,7 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
     validation_scores_ : with early stopping, the validation accuracy per evaluation; else None.
     best_validation_score_ : with early stopping, the best of them (whose weights are kept); else None.
     result_ : the full :class:`fastadmm.Result` (history, timings, settings, status).  With early
-        stopping its history's "test_accuracy" is the validation accuracy.
+        stopping its history has the "validation_accuracy" of every iteration.
     n_features_in_ : number of features seen in fit.
     """
 
@@ -129,66 +138,49 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         early_stopping = _validation.as_bool("early_stopping", self.early_stopping)
         random_state = self.random_state
-        X_val = y_val = callback = None
-        monitor = None
+        validation_fraction = None
         if early_stopping:
             if _validation.as_int("eval_every", self.eval_every, 0) == 0:
                 raise ValueError("early_stopping needs the validation accuracy: set eval_every >= 1 (1 = every iteration)")
-            X, X_val, y, y_val, random_state = self._split(X, y)
-            monitor = _EarlyStopping(
-                _validation.as_int("n_iter_no_change", self.n_iter_no_change, 1),
-                _validation.as_real("tol", self.tol, 0),
-            )
-            callback = monitor
-        with warnings.catch_warnings():
-            # train_admm's own convergence note: the estimator issues scikit-learn's warning below.
-            warnings.simplefilter("ignore", _admm.ConvergenceWarning)
+            X, y, random_state = self._shuffle(X, y)
+            validation_fraction = self.validation_fraction
+        # Every warning of train_admm reaches the user; its ConvergenceWarning (full-batch ADMM at
+        # max_iter before tol) as scikit-learn's, which scikit-learn users filter.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             result = train_admm(
                 X,
                 y,
                 hidden=self.hidden_layer_sizes,
                 loss=self.loss,
                 max_iter=self.max_iter,
-                X_test=X_val,
-                y_test=y_val,
                 random_state=random_state,
-                callback=callback,
+                validation_fraction=validation_fraction,
+                verbose=self.verbose,
                 **{name: getattr(self, name) for name in _SETTING_NAMES},
             )
+        for w in caught:
+            if issubclass(w.category, _admm.ConvergenceWarning):
+                warnings.warn(f"ADMMClassifier: {w.message}; the weights may improve with a larger max_iter (or set "
+                              "early_stopping=True)", ConvergenceWarning, stacklevel=2)
+            else:
+                warnings.warn(w.message, w.category, stacklevel=2)
         # The resumable iterates are as large as the data: not kept here.
         result = dataclasses.replace(result, state=None)
         self.validation_scores_ = self.best_validation_score_ = None
-        if monitor is not None:
-            self.validation_scores_ = monitor.scores
-            self.best_validation_score_ = monitor.best
-            if monitor.best_weights is not None:
-                result = dataclasses.replace(
-                    result,
-                    weights=monitor.best_weights,
-                    message=(f"{monitor.message(result) or result.message}; kept the weights of "
-                             f"iteration {monitor.best_iteration} (validation accuracy {monitor.best:.4f})"),
-                )
+        if early_stopping:
+            self.validation_scores_ = [v for v in result.history["validation_accuracy"] if v == v]
+            self.best_validation_score_ = max(self.validation_scores_, default=None)
         self.result_ = result
         self.coefs_ = result.weights
         self.classes_ = result.classes
         self.n_iter_ = result.n_iter
         self.loss_curve_ = list(result.history["train_loss"])
-        if result.status in ("max_iter", "time_limit") and result.settings.get("tol", 0) > 0:
-            warnings.warn(
-                f"ADMMClassifier: {result.message}, before meeting tol={result.settings['tol']}; "
-                "the weights may improve with a larger max_iter (or set early_stopping=True)",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
         return self
 
-    def _split(self, X, y):
-        """The stratified hold-out of early stopping, and the random_state to pass on to training."""
-        from sklearn.model_selection import train_test_split
-
-        fraction = _validation.as_real(
-            "validation_fraction", self.validation_fraction, 0, 1, low_open=True, high_open=True
-        )
+    def _shuffle(self, X, y):
+        """X and y in a random order (train_admm then holds out the last rows of every class: a
+        random stratified hold-out, as MLPClassifier's), and the random_state to pass on to training."""
         random_state = self.random_state
         if isinstance(random_state, numbers.Integral) or random_state is None:
             _validation.check_random_state(random_state)  # names random_state (e.g. for -1)
@@ -196,27 +188,8 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         else:  # a Generator or RandomState: the split's seed is drawn from it
             random_state = _validation.check_random_state(random_state)
             split_seed = int(random_state.integers(2**31 - 1))
-        # MLPClassifier's hold-out, ceil(fraction * n) samples (train_test_split's rounding), but at
-        # least one per class, where MLPClassifier's split would fail on a small training set.
-        n_classes = np.unique(y).shape[0]
-        n_val = max(math.ceil(fraction * X.shape[0]), n_classes)
-        try:
-            if X.shape[0] - n_val < n_classes:
-                raise ValueError(f"{n_val} held out would leave fewer than {n_classes} (one per class) to train on.")
-            X, X_val, y, y_val = train_test_split(X, y, test_size=n_val, stratify=y, random_state=split_seed)
-        except ValueError as exc:
-            raise ValueError(
-                f"early_stopping holds out validation_fraction={fraction} of the {X.shape[0]} samples, stratified "
-                f"by class, and could not: {exc} Give at least two samples of every class, change "
-                "validation_fraction, or set early_stopping=False"
-            ) from None
-        missing = np.setdiff1d(y_val, y)
-        if missing.shape[0]:  # possible for validation_fraction > 0.5 and classes of few samples
-            raise ValueError(
-                f"early_stopping's validation_fraction={fraction} held out every sample of class(es) "
-                f"{missing[:5].tolist()}, leaving none to train on; lower validation_fraction, or set early_stopping=False"
-            )
-        return X, X_val, y, y_val, random_state
+        order = np.random.default_rng(split_seed).permutation(X.shape[0])
+        return X[order], y[order], random_state
 
     def decision_function(self, X):
         """Network output: one column per class for K > 2 classes; for two classes one value per
@@ -255,41 +228,3 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return self.result_.predict_log_proba(X)
-
-
-class _EarlyStopping:
-    """train_admm's callback for early stopping: MLPClassifier's rule on the validation accuracy
-    (train_admm's "test_accuracy"), keeping a copy of the weights of the best one."""
-
-    def __init__(self, n_iter_no_change, tol):
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.scores = []
-        self.best = -math.inf
-        self.best_weights = None
-        self.best_iteration = 0
-        self.no_improvement = 0
-        self.stopped = False
-
-    def __call__(self, record):
-        score = record["test_accuracy"]
-        if score != score:  # not evaluated at this iteration (eval_every > 1)
-            return False
-        self.scores.append(score)
-        if score < self.best + self.tol:
-            self.no_improvement += 1
-        else:
-            self.no_improvement = 0
-        if score > self.best:
-            # a copy of the full-width weights, taken only when the score improves
-            self.best, self.best_weights, self.best_iteration = score, record["weights"](), record["iteration"]
-        self.stopped = self.no_improvement > self.n_iter_no_change
-        return self.stopped
-
-    def message(self, result):
-        if not self.stopped:
-            return None
-        return (
-            f"early stopping at iteration {result.n_iter}: the validation accuracy did not improve by "
-            f"tol={self.tol} for {self.no_improvement} evaluations"
-        )

@@ -78,6 +78,9 @@ DEFAULT_MOMENTUM = {"gd": 0.5, "sgd": 0.9}
 # 100 GD steps: 4.4 s of training (+ 3.3 s of evaluation) on MNIST 0/1, test accuracy 99.7-99.9 %;
 # 10 SGD epochs: 0.5 s, 99.8-100 %.
 DEFAULT_MAX_ITER = {"gd": 100, "sgd": 10}
+# The training-loss stop rule's tol where tol is None: SGD scikit-learn MLP's 1e-4 (relative here), as
+# mini-batch ADMM; gradient descent none (its 100 steps were measured as a whole).
+DEFAULT_TOL = {"gd": 0.0, "sgd": 1e-4}
 # optimizer="adam": torch.optim.Adam with its defaults (betas, eps below; no weight decay, amsgrad off).
 # Step size measured with 784-100-50-10-(1 or 10), He init, float64, one thread (benchmarks/sgd_baseline_measure.py):
 #   sgd, batch 64, 10 epochs, MNIST ten digits (22,699 train / 10,000 test), test accuracy after epochs 1 / 10:
@@ -102,6 +105,8 @@ SGD_CONSTRAINTS = (
     real("init_scale", 0, low_open=True, none=True),
     boolean("intercept"),
     integer("eval_every", 0),
+    real("tol", 0, none=True),
+    integer("n_iter_no_change", 1),
     choice("train_metrics", TRAIN_METRICS, none=True),
     real("time_limit", 0, low_open=True, none=True),
     choice("dtype", DTYPES, none=True),
@@ -151,6 +156,15 @@ class SGDSettings:
     # Evaluate (train loss and accuracy, test accuracy; a forward pass not counted in the training
     # time) every this many iterations and after the last one; 0 = after the last one only.
     eval_every: int = 1
+    # The stop rule (status "converged"), judged at every evaluation: the training loss (history
+    # "train_loss") has not fallen below best * (1 - tol), best the lowest so far, at n_iter_no_change
+    # evaluations in a row (scikit-learn MLP's rule with a relative tol); with train_sgd's
+    # validation_fraction the validation accuracy, which has not risen above best * (1 + tol).  Reaching
+    # max_iter is an ordinary end (no warning).  None = DEFAULT_TOL (SGD 1e-4; gradient descent 0);
+    # 0 = no training-loss rule.
+    tol: Optional[float] = None
+    # Evaluations without improvement that stop the fit (see tol); 10 as scikit-learn's MLP.
+    n_iter_no_change: int = 10
     # What the history's train_loss and train_accuracy measure, as ADMMSettings.train_metrics:
     # "full" = a forward pass over the training set with the iteration's final weights; "running" =
     # the epoch's mean over its batches, each at the weights before its step (no extra pass; for
@@ -249,6 +263,8 @@ def train_sgd(
     callback: Optional[Callable[[dict], Optional[bool]]] = None,
     settings: Optional[SGDSettings] = None,
     epochs: Optional[int] = None,
+    validation_fraction: Optional[float] = None,
+    verbose=0,
     **overrides,
 ) -> Result:
     """Train the same network as ADMM by gradient descent (full batch) or minibatch SGD.
@@ -278,10 +294,17 @@ def train_sgd(
         minibatch SGD, method "sgd"), init_scale, intercept, dtype, eval_every, time_limit, threads,
         skip_zero_inputs.  See :class:`SGDSettings` (lr and momentum None = the measured default of
         the method and optimizer: DEFAULT_LR, DEFAULT_ADAM_LR, DEFAULT_MOMENTUM).
+    validation_fraction : None, or a share in (0, 1) of the training rows held out, of every class
+        its last rows, as :func:`fastadmm.train_admm` holds them out: their accuracy (history
+        "validation_accuracy") is judged instead of the training loss by the stop rule (``tol``,
+        ``n_iter_no_change``), and the Result holds the weights of its best evaluation.
+    verbose : 0 prints nothing; 1 (or True) one line per iteration (loss, accuracies, seconds) and
+        the stop message, as train_admm.
 
     Returns
     -------
-    Result with method "gd" or "sgd" and status "max_iter", "time_limit", "diverged" (a
+    Result with method "gd" or "sgd" and status "converged" (the stop rule, see SGDSettings.tol),
+    "max_iter", "time_limit", "diverged" (a
     non-finite loss or weight: the last finite weights are kept, with a DivergenceWarning) or
     "interrupted" (Ctrl-C or KeyboardInterrupt, with a warning; or the callback returned True).  ``history`` has one entry per evaluation; ``timings`` has
     "setup", "compile", "train", "eval" and "total".
@@ -292,7 +315,13 @@ def train_sgd(
     hidden = _validation.check_hidden(hidden)
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable (or None)")
+    verbose = _validation.check_verbose(verbose)
+    validation_fraction = _validation.check_validation_fraction(validation_fraction, s.eval_every)
     X, y_index, classes = _validation.check_Xy(X, y, s.dtype)
+    X_val = y_val_index = None
+    if validation_fraction is not None:  # the last rows of every class, as train_admm holds them out
+        train_rows, val_rows = _validation.validation_rows(y_index, validation_fraction)
+        X, X_val, y_val_index, y_index = X[train_rows], X[val_rows], y_index[val_rows], y_index[train_rows]
     if s.batch_size is not None and s.batch_size > X.shape[0]:
         raise ValueError(
             f"batch_size must be at most the number of samples ({X.shape[0]}), got {s.batch_size}; "
@@ -305,6 +334,7 @@ def train_sgd(
     lr_used = float(s.lr if s.lr is not None else (DEFAULT_ADAM_LR if adam else DEFAULT_LR)[method])
     momentum_used = None if adam else float(s.momentum if s.momentum is not None else DEFAULT_MOMENTUM[method])
     max_iter = int(s.max_iter if s.max_iter is not None else DEFAULT_MAX_ITER[method])
+    tol = float(s.tol if s.tol is not None else DEFAULT_TOL[method])
     train_metrics = s.train_metrics or ("full" if s.batch_size is None else "running")
     n, n_features, dt = X.shape[0], X.shape[1], X.dtype
 
@@ -329,20 +359,22 @@ def train_sgd(
         timings["setup"] = time.perf_counter() - t_start - timings["compile"]
         used = s.as_dict()
         used.update(
-            lr=lr_used, momentum=momentum_used, max_iter=max_iter, method=method, train_metrics=train_metrics,
+            lr=lr_used, momentum=momentum_used, max_iter=max_iter, method=method, train_metrics=train_metrics, tol=tol,
+            validation_fraction=validation_fraction, n_validation=0 if X_val is None else int(X_val.shape[0]),
             hidden=list(hidden), loss=loss,
             dtype=dt.name, n_samples=int(n), n_features=int(n_features), n_classes=int(len(classes)),
             random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
         )
         plan = _fit.Plan(
             method=method, max_iter=max_iter, eval_every=s.eval_every, eval_last=True, time_limit=s.time_limit,
-            train_metrics=train_metrics,
+            train_metrics=train_metrics, tol=tol, stop_rule="train_loss", n_iter_no_change=s.n_iter_no_change,
+            verbose=verbose, iteration_name="epoch" if method == "sgd" else "step",
             test_at_full_width=True, callback=callback, divergence_hint="Try a smaller lr.",
             result_fields=dict(classes=classes, loss=loss, settings=used, intercept=s.intercept),
         )
         # The test set keeps every feature: it meets the full-width weights (the left-out features'
         # initial weights multiply its values there).
-        return _fit.run(step, plan, _fit.Data(y_index, T, X_test, y_test_index), timings, t_start)
+        return _fit.run(step, plan, _fit.Data(y_index, T, X_test, y_test_index, X_val, y_val_index), timings, t_start)
     finally:
         if limits is not None:
             limits.unregister()

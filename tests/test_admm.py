@@ -168,10 +168,16 @@ def test_converged_status_with_a_loose_tolerance():
     assert res.status == "converged" and res.n_iter < 200
 
 
-def test_max_iter_status_warns():
+def test_max_iter_status_warns_for_full_batch_only():
+    import warnings
+
     X, y = blobs()
     with pytest.warns(fastadmm.ConvergenceWarning):
         res = train_admm(X, y, hidden=(8,), max_iter=2, random_state=0)
+    assert res.status == "max_iter" and res.n_iter == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # mini-batch ADMM: max_iter epochs is an ordinary end
+        res = fastadmm.train_admm(X, y, hidden=(8,), max_iter=2, random_state=0)
     assert res.status == "max_iter" and res.n_iter == 2
 
 

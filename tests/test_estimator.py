@@ -74,7 +74,8 @@ def test_every_settings_field_is_a_parameter_with_its_default():
         assert params[f.name] == f.default and f.default is not dataclasses.MISSING, f.name
     own = {"hidden_layer_sizes": (100,), "loss": "mse", "early_stopping": False,
            "max_iter": inspect.signature(train_admm).parameters["max_iter"].default,
-           "validation_fraction": 0.1, "n_iter_no_change": 10, "random_state": None}
+           "validation_fraction": 0.1, "random_state": None, "verbose": 0}
+    assert params["n_iter_no_change"] == 10  # a field of ADMMSettings (its stop rules)
     assert set(params) == {f.name for f in dataclasses.fields(ADMMSettings)} | set(own)
     assert {k: params[k] for k in own} == own
     clf = ADMMClassifier(intercept=False, penalty_growth=1.5, eval_every=2)
@@ -148,61 +149,74 @@ def test_convergence_warning_is_scikit_learns_at_max_iter_only():
     from sklearn.exceptions import ConvergenceWarning
 
     X, y = blobs()
-    caught = _convergence_warnings(ADMMClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0), X, y)
-    assert [w.category for w in caught] == [ConvergenceWarning]  # not train_admm's as well
+    full = dict(hidden_layer_sizes=(8,), random_state=0, batch_size=None)
+    caught = _convergence_warnings(ADMMClassifier(max_iter=2, **full), X, y)
+    assert [w.category for w in caught] == [ConvergenceWarning]  # train_admm's, as scikit-learn's (once)
     assert "max_iter=2" in str(caught[0].message) and caught[0].filename == __file__
     # tol=0 asks for max_iter iterations: nothing to warn about; a met tolerance neither
-    assert _convergence_warnings(ADMMClassifier(hidden_layer_sizes=(8,), max_iter=2, tol=0, random_state=0), X, y) == []
-    clf = ADMMClassifier(hidden_layer_sizes=(8,), max_iter=200, tol=1e-2, random_state=0, batch_size=None)
+    assert _convergence_warnings(ADMMClassifier(max_iter=2, tol=0, **full), X, y) == []
+    clf = ADMMClassifier(max_iter=200, tol=1e-2, **full)
     assert _convergence_warnings(clf, X, y) == [] and clf.result_.status == "converged"
+    # mini-batch ADMM (the default): max_iter epochs is an ordinary end, no warning
+    clf = ADMMClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0)
+    assert _convergence_warnings(clf, X, y) == [] and clf.result_.status == "max_iter"
+
+
+def test_other_warnings_of_train_admm_reach_the_user():
+    import warnings
+
+    from fastadmm import DivergenceWarning
+
+    X, y = blobs()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ADMMClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0, batch_size=None,
+                       divergence_factor=1e-9).fit(X, y)
+    assert [w.category for w in caught] == [DivergenceWarning] and caught[0].filename == __file__
 
 
 # -- early stopping ------------------------------------------------------------------------------
 
 
-def _mlp_stop(scores, n_iter_no_change, tol):
-    """MLPClassifier's rule, written out: (iterations run, best iteration)."""
+def _patience_stop(scores, n_iter_no_change, tol):
+    """train_admm's validation rule, written out: (iterations run, best iteration)."""
     best, best_it, count = -np.inf, 0, 0
     for it, s in enumerate(scores, 1):
-        count = count + 1 if s < best + tol else 0
+        count = 0 if s > best + tol * abs(best) or best_it == 0 else count + 1
         if s > best:
             best, best_it = s, it
-        if count > n_iter_no_change:
+        if count >= n_iter_no_change:
             return it, best_it
     return len(scores), best_it
 
 
-def test_early_stopping_follows_mlp_rule_and_keeps_the_best_weights():
-    import warnings
-
-    from sklearn.model_selection import train_test_split
-
-    from fastadmm import train_admm
+def test_early_stopping_is_train_admms_validation_rule_and_keeps_the_best_weights():
+    from fastadmm import _validation, train_admm
 
     X, y = blobs(n=300, d=8, k=3, seed=5, spread=3.0)
     kw = dict(hidden=(12,), random_state=0, tol=1e-6)
     clf = ADMMClassifier(hidden_layer_sizes=(12,), max_iter=60, early_stopping=True, validation_fraction=0.2,
-                         n_iter_no_change=3, random_state=0).fit(X, y)
-    # the same stratified split, and an ordinary fit on its training part, run to the end
-    Xtr, Xval, ytr, yval = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
-    assert np.array_equal(np.bincount(yval), np.round(np.bincount(y) * 0.2))  # stratified
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        full = train_admm(Xtr, ytr, max_iter=60, X_test=Xval, y_test=yval, **kw)
+                         n_iter_no_change=3, random_state=0, tol=1e-6).fit(X, y)
+    # the same hold-out (the rows shuffled by random_state, then the last 20 % of every class), and an
+    # ordinary fit on its training part, run to the end
+    order = np.random.default_rng(0).permutation(300)
+    Xs, ys = X[order], y[order]
+    train, val = _validation.validation_rows(ys, 0.2)
+    assert np.array_equal(np.bincount(ys[val]), np.round(np.bincount(y) * 0.2))  # stratified
+    full = train_admm(Xs[train], ys[train], max_iter=60, X_test=Xs[val], y_test=ys[val], **kw)
     scores = full.history["test_accuracy"]
-    n_run, best_it = _mlp_stop(scores, 3, 1e-6)
+    n_run, best_it = _patience_stop(scores, 3, 1e-6)
     assert n_run < 60, "the toy problem must stop early for this test to test anything"
     assert clf.n_iter_ == n_run and clf.validation_scores_ == scores[:n_run]
+    assert clf.result_.history["validation_accuracy"] == scores[:n_run]
     assert clf.best_validation_score_ == max(scores[:n_run])
-    assert clf.result_.status == "interrupted" and f"weights of iteration {best_it}" in clf.result_.message
+    assert clf.result_.status == "converged" and f"kept the weights of epoch {best_it}" in clf.result_.message
     # the kept weights are exactly those after best_it iterations (not the last ones)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        at_best = train_admm(Xtr, ytr, max_iter=best_it, **kw)
+    at_best = train_admm(Xs[train], ys[train], max_iter=best_it, **kw)
     assert best_it < n_run
     for W, V in zip(clf.coefs_, at_best.weights):
         np.testing.assert_array_equal(W, V)
-    assert np.mean(clf.result_.predict(Xval) == yval) == clf.best_validation_score_
+    assert np.mean(clf.result_.predict(Xs[val]) == ys[val]) == clf.best_validation_score_
 
 
 def test_early_stopping_off_sets_no_validation_attributes():
@@ -231,22 +245,21 @@ def test_early_stopping_bad_parameters_are_named(params, exc, match):
 
 
 def test_early_stopping_holds_out_at_least_one_sample_per_class():
-    from sklearn.model_selection import train_test_split
-
     X, y = blobs(n=20, d=3, k=3, seed=1)
-    # ceil(0.1 * 20) = 2 < 3 classes: MLPClassifier's split fails here; three are held out instead
+    # round(0.1 * n_c) = 1 of each class: three held out, where MLPClassifier's ceil(0.1 * 20) = 2 would
+    # miss a class
     clf = ADMMClassifier(hidden_layer_sizes=(4,), early_stopping=True, max_iter=3, tol=0, random_state=0).fit(X, y)
-    Xtr, Xval, ytr, yval = train_test_split(X, y, test_size=3, stratify=y, random_state=0)
-    assert sorted(yval) == [0, 1, 2] and clf.result_.settings["n_samples"] == 17
-    assert clf.validation_scores_ == clf.result_.history["test_accuracy"]
-    assert clf.validation_scores_[0] == np.mean(
-        ADMMClassifier(hidden_layer_sizes=(4,), max_iter=1, tol=0, random_state=0).fit(Xtr, ytr).predict(Xval) == yval)
+    assert clf.result_.settings["n_samples"] == 17 and clf.result_.settings["n_validation"] == 3
+    assert clf.validation_scores_ == clf.result_.history["validation_accuracy"]
+    # a class of a single sample is not held out (it stays in the training rows)
     y_one = y.copy()
-    y_one[0] = 7  # a class with a single sample cannot be split by class
-    with pytest.raises(ValueError, match=r"validation_fraction=0.1 of the 20 samples, stratified by class, and could not"):
-        ADMMClassifier(early_stopping=True, max_iter=2).fit(X, y_one)
-    with pytest.raises(ValueError, match="one per class"):  # 4 classes, 5 samples: nothing left to train on
-        ADMMClassifier(early_stopping=True, max_iter=2).fit(X[:5], [0, 1, 2, 3, 3])
+    y_one[0] = 7
+    clf = ADMMClassifier(hidden_layer_sizes=(4,), early_stopping=True, max_iter=2, random_state=0).fit(X, y_one)
+    assert 7 in clf.classes_ and clf.result_.settings["n_validation"] == 3
+    # 4 classes, 5 samples: only class 3 (two samples) gives one
+    clf = ADMMClassifier(hidden_layer_sizes=(4,), early_stopping=True, max_iter=2, random_state=0)
+    clf.fit(X[:5], [0, 1, 2, 3, 3])
+    assert clf.result_.settings["n_validation"] == 1 and list(clf.classes_) == [0, 1, 2, 3]
 
 
 def _admm_trains_cross_entropy():
@@ -277,8 +290,9 @@ def test_cross_entropy_two_classes_has_two_outputs_and_a_softmax():
     np.testing.assert_array_equal(rankdata(P[:, 1].round(10)), rankdata(clf.decision_function(X).round(10)))
 
 
-def test_early_stopping_that_would_hold_out_a_whole_class_is_named():
+def test_early_stopping_never_holds_out_a_whole_class():
     X = np.random.default_rng(0).normal(size=(40, 3))
     y = np.r_[[0, 0], np.ones(19, int), 2 * np.ones(19, int)]  # class 0 has two samples
-    with pytest.raises(ValueError, match=r"validation_fraction=0.8 held out every sample of class\(es\) \[0\]"):
-        ADMMClassifier(early_stopping=True, validation_fraction=0.8, max_iter=2, random_state=0).fit(X, y)
+    clf = ADMMClassifier(early_stopping=True, validation_fraction=0.8, max_iter=2, random_state=0).fit(X, y)
+    # 0.8 of each class, but one sample of every class stays to train on
+    assert clf.result_.settings["n_validation"] == 1 + 15 + 15 and clf.result_.settings["n_samples"] == 9

@@ -251,7 +251,7 @@ def test_training_separates_a_toy_problem_and_generalises(batch_size, loss):
     X = (X - X.mean(axis=0)) / X.std(axis=0)  # gradient methods want inputs of unit scale
     res = train_sgd(X[:400], y[:400], hidden=(32, 16), loss=loss, batch_size=batch_size, max_iter=60,
                     lr=0.02, random_state=0, X_test=X[400:], y_test=y[400:])
-    assert res.status == "max_iter"
+    assert res.status in ("max_iter", "converged")  # SGD's training-loss rule may end it early (hinge: 0)
     assert res.score(X[400:], y[400:]) >= 0.95
     assert res.history["test_accuracy"][-1] == pytest.approx(res.score(X[400:], y[400:]))
     assert res.history["train_loss"][-1] < res.history["train_loss"][0]
@@ -399,7 +399,8 @@ def test_divergence_keeps_last_finite_weights(batch_size):
     X, y = blobs(n=60, d=5)
     with pytest.warns(DivergenceWarning, match="diverged"):
         # A linear model with a step far beyond 2 / (largest curvature): the loss grows geometrically.
-        res = train_sgd(X, y, hidden=(), max_iter=500, batch_size=batch_size, lr=1.0, random_state=0)
+        # tol=0: without the training-loss rule, which stops a rising loss after n_iter_no_change epochs
+        res = train_sgd(X, y, hidden=(), max_iter=500, batch_size=batch_size, lr=1.0, random_state=0, tol=0)
     assert res.status == "diverged" and 1 < res.n_iter < 500
     assert all(np.isfinite(W).all() for W in res.weights)
     assert len(res.history["iteration"]) == res.n_iter
