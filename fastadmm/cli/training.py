@@ -46,13 +46,11 @@ class Progress:
 
 @contextlib.contextmanager
 def record_warnings(sink: list):
-    """Collect the trainers' warnings (printed once after the bars); ConvergenceWarning is dropped:
-    stopping at --iterations is the plan, and the table shows the status."""
-    from .. import ConvergenceWarning
-
+    """Collect the trainers' warnings, every one of them, printed once after the bars (a
+    ConvergenceWarning comes from full-batch ADMM only: mini-batch and gradient fits end at their
+    --iterations, or earlier by their stop rule, without one)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        warnings.simplefilter("ignore", ConvergenceWarning)
         try:
             yield
         finally:
