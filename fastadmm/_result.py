@@ -15,7 +15,8 @@ class Status(str, enum.Enum):
     """How a fit ended.  A str: ``result.status == "converged"`` holds, and JSON and checkpoints
     store the plain string."""
 
-    CONVERGED = "converged"  # the objective and the output residual changed less than tol (ADMM)
+    CONVERGED = "converged"  # a stop rule held (tol: full-batch ADMM's objective and residual, the training
+    # loss of mini-batch fits, or the validation accuracy; see fastadmm._fit)
     MAX_ITER = "max_iter"  # ran the iterations asked for
     DIVERGED = "diverged"  # a non-finite or exploding iterate: the last finite weights are kept
     INTERRUPTED = "interrupted"  # Ctrl-C, a KeyboardInterrupt, or the callback asked to stop
@@ -73,8 +74,8 @@ class Result:
         (mean loss per sample) and "train_accuracy" of the training rows (settings["train_metrics"]:
         "full", a forward pass with the iteration's final weights, or "running", the mean over the
         epoch's batches, each before its update), "test_accuracy" (a forward pass; NaN without a
-        test set) and, for ADMM, "objective", "residual_z", "residual_a" (per-layer norms),
-        "beta", "gamma".
+        test set), with validation rows (``validation_fraction``) "validation_accuracy", and, for
+        ADMM, "objective", "residual_z", "residual_a" (per-layer norms), "beta", "gamma".
     timings : seconds per phase ("setup", "compile", "W", "a", "z", "eval", "total", ...).
     settings : the settings actually used.
     state : the ADMM iterates (a, z, lam, ...) needed to resume, or None.

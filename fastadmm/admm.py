@@ -224,7 +224,9 @@ def train_admm(
 
     Parameters
     ----------
-    X : array (n_samples, n_features); float32 X trains in float32, anything else in float64.
+    X : array (n_samples, n_features), of any real dtype; the fit computes in ``dtype`` (a setting:
+        None = float32 for mini-batch ADMM; for full batch float32 if X is float32, else float64),
+        whatever X's (mini-batch ADMM casts each batch as it gathers it).
     y : class labels (n_samples,).  Two classes give one output unit, K > 2 give K (one-hot).
     hidden : hidden layer sizes, e.g. (100, 50, 10); () is a linear model.
     loss : "mse" (squared error) or "hinge", applied per output entry to 0/1 targets, or

@@ -271,7 +271,8 @@ def train_sgd(
 
     Parameters
     ----------
-    X : array (n_samples, n_features); float32 X trains in float32, anything else in float64.
+    X : array (n_samples, n_features); float32 X trains in float32, anything else in float64, unless
+        ``dtype`` ("float32" or "float64") says otherwise (X is then converted once).
     y : class labels (n_samples,).  Two classes give one output unit (K for cross_entropy), K > 2
         give K (one-hot).
     hidden : hidden layer sizes, e.g. (100, 50, 10); () is a linear model.
