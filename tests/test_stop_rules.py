@@ -291,3 +291,13 @@ def test_bad_values_name_the_argument_and_the_fix(train, kwargs, error, match):
     X, y = blobs(n=60, d=4)
     with pytest.raises(error, match=match):
         train(X, y, hidden=(4,), max_iter=1, **kwargs)
+
+
+def test_validation_fraction_over_ranks_is_refused_on_every_rank():
+    from test_comm import on_ranks
+
+    X, y = blobs(n=60, d=4)
+    outcomes = on_ranks(2, lambda c: train_admm(X, y, hidden=(4,), max_iter=1, comm=c, validation_fraction=0.1))
+    for kind, exc in outcomes:
+        assert kind == "raised" and isinstance(exc, ValueError)
+        assert "validation_fraction=0.1 is not supported with comm= yet" in str(exc) and "X_test, y_test" in str(exc)
