@@ -243,3 +243,47 @@ def active_features(data: str) -> int:
         return int((~synthetic_border()).sum())
     images, _ = _train_idx(data)
     return int((images != 0).any(axis=0).sum())
+
+
+# --------------------------------------------------------------------------------------------------
+# Data sets of the method's ablation (benchmarks/ablation.py)
+
+def mnist1d_split(num_samples: int = 50_000):
+    """(X_train, y_train, X_test, y_test) of MNIST-1D (Greydanus 2020) as the ``mnist1d`` package generates
+    it with its default arguments but ``num_samples`` (80 % train / 20 % test, 40 features): generated on
+    first use and cached under ``$XDG_CACHE_HOME/fastadmm-bench`` (never in the project)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fastadmm-bench"
+    path = cache / f"mnist1d-{num_samples}.npz"
+    if not path.exists():
+        try:
+            from mnist1d.data import get_dataset_args, make_dataset
+        except ImportError as exc:
+            raise SystemExit("MNIST-1D needs the mnist1d package: pip install mnist1d") from exc
+        args = get_dataset_args()
+        args.num_samples = num_samples
+        d = make_dataset(args)
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
+        os.replace(tmp, path)
+    d = np.load(path)
+    return (d["x"].astype(np.float64), d["y"].astype(np.int64), d["x_test"].astype(np.float64),
+            d["y_test"].astype(np.int64))
+
+
+def one_pixel_shifts(X: np.ndarray, y: np.ndarray, side: int = 28):
+    """The images X (n, side * side) and their copies shifted by one pixel up, down, left and right (the
+    pixel row or column shifted in is 0): 5n rows, shuffled with a fixed seed, and their labels."""
+    im = X.reshape(-1, side, side)
+    out = [im]
+    for axis, step in ((1, 1), (1, -1), (2, 1), (2, -1)):
+        s = np.roll(im, step, axis=axis)
+        edge = 0 if step == 1 else -1
+        if axis == 1:
+            s[:, edge, :] = 0
+        else:
+            s[:, :, edge] = 0
+        out.append(s)
+    Xs, ys = np.concatenate(out).reshape(-1, side * side), np.tile(y, 5)
+    order = np.random.default_rng(0).permutation(len(ys))
+    return Xs[order], ys[order]

@@ -117,7 +117,12 @@ class MiniBatchADMM:
         self._square_buf = np.empty(square * square, dt)
         self._prod_buf = np.empty(max(max(widths[l] * (widths[l - 1] + 1), B * widths[l]) for l in range(1, L + 1)), dt)
         self.beta, self.gamma = layer_penalties(settings.beta, settings.gamma, settings.depth_decay, L)
-        self._shrink = 1.0 / (1.0 + settings.weight_decay)
+        # Each layer's proximal weight p_l (prox; output_prox for W_L) and the ridge r = weight_decay, both
+        # relative to the batch Gram's mean diagonal: the step min ||z - W a||^2 + p ||W - W_prev||^2 +
+        # r ||W||^2 is the proximal step of weight p + r anchored at W_prev p / (p + r) (_w_update).
+        p = [0.0] + [settings.prox] * (L - 1) + [settings.output_prox]
+        self._prox = [q + settings.weight_decay for q in p]
+        self._shrink = [1.0] + [p[l] / self._prox[l] for l in range(1, L + 1)]
         self.iteration = 0
         self.S = [None] * (L + 1)  # running input Grams (with the bias) of prox_metric="gram", float64
         # The training rows' last hidden features from the last output refit (refit_output), and
@@ -368,7 +373,8 @@ class MiniBatchADMM:
                                     self.H[l][:B].reshape(-1))
 
     def _w_update(self, l, B):
-        """W_l <- W_prev + (z_l - W_prev a) a^T (a a^T + P)^-1 with a = [a_{l-1}; 1] (module docstring).
+        """W_l <- W_prev + (z_l - W_prev a) a^T (a a^T + P)^-1 with a = [a_{l-1}; 1] (module docstring),
+        the ridge r = weight_decay * mean(diag(a a^T)) taken as a shrink of W_prev by p / (p + r) first.
 
         With the identity metric every product and solve is in the fit's dtype, in scratch buffers
         (spd_solve moves a float32 system to float64 when its condition number asks for it)."""
@@ -377,9 +383,15 @@ class MiniBatchADMM:
         Z = self.Z[l][:B]
         M = self.M[l][:B] if self.m_valid[l] else None  # W_prev a_{l-1}, when still current
         self.m_valid[l] = False  # W_l changes below, in place (compact_weights hands out copies)
+        if self._shrink[l] != 1.0 and self.s.prox_metric == "identity":
+            # The ridge: min ||Z - W a||^2 + p ||W - W_prev||^2 + r ||W||^2 is the proximal step of weight
+            # p + r anchored at W_prev p / (p + r) (exact; M scales with W_prev).
+            Wp *= self._shrink[l]
+            if M is not None:
+                M *= self._shrink[l]
         if self.compiled is not None and self.s.prox_metric == "identity":
             # The residuals (from M, or computed), the solve and the update in one call.
-            status = self.compiled.w_update(A, Z, M, R, Wp, Wp, self.s.prox, self._shrink, self._square_buf,
+            status = self.compiled.w_update(A, Z, M, R, Wp, Wp, self._prox[l], 1.0, self._square_buf,
                                             self._prod_buf)
             if status == _updates.OK:
                 return
@@ -393,16 +405,11 @@ class MiniBatchADMM:
             return self._w_update_gram(l, B, A, R, Wp)
         self._w_update_numpy(l, B, A, R, Wp)
 
-    def _decay(self, W):
-        """The proximal step of a ridge on the weights (not the biases), after each W-update."""
-        if self.s.weight_decay > 0:
-            W[:, :-1] *= self._shrink
-
     def _w_update_numpy(self, l, B, A, R, Wp):
         """The W-update by NumPy and LAPACK calls (the compiled one's reference and fallback); R holds
         the residuals z_l - W_prev [a; 1] and is overwritten."""
         n = A.shape[1] + 1
-        prox = self.s.prox
+        prox = self._prox[l]
         if B < n:
             # Push-through identity: (a a^T + p I)^-1 a = a (a^T a + p I)^-1, a B x B solve (row layout:
             # K = A A^T + 1 1^T + p I, Y = K^-1 R, W += Y^T [A 1]).
@@ -416,7 +423,6 @@ class MiniBatchADMM:
                 raise _linalg.NonFiniteError(f"layer {l}: the W-update's system is not positive definite")
             Wp[:, :-1] += np.matmul(R.T, A, out=self._prod(R.shape[1], n - 1))
             Wp[:, -1] += R.sum(axis=0)
-            self._decay(Wp)
             return
         # The normal equations of [A 1]: G = [A 1]^T [A 1] + p I (n x n), step = G^-1 [A 1]^T R.
         G = self._square(n)
@@ -435,7 +441,6 @@ class MiniBatchADMM:
         if not _linalg.spd_solve(G, step, shift, rows=False):
             raise _linalg.NonFiniteError(f"layer {l}: the W-update's system is not positive definite")
         Wp += step.T
-        self._decay(Wp)
 
     @staticmethod
     def _check_finite(l, mean_diag, R):
@@ -460,14 +465,15 @@ class MiniBatchADMM:
         rhs[-1] = R.sum(axis=0, dtype=np.float64)
         if l > 1:
             self.S[l] = G / B if self.S[l] is None else s.gram_decay * self.S[l] + (1.0 - s.gram_decay) * (G / B)
-        G += (s.prox * B) * self.S[l]
-        G.flat[:: n + 1] += 1e-6 * B * max(np.trace(self.S[l]) / n, 1e-12)
+        ridge = s.weight_decay * float(np.trace(G)) / n  # relative to the batch Gram's mean diagonal
+        G += ((s.output_prox if l == self.L else s.prox) * B) * self.S[l]
+        G.flat[:: n + 1] += 1e-6 * B * max(np.trace(self.S[l]) / n, 1e-12) + ridge
+        rhs -= ridge * Wp.T  # the ridge pulls W, not the step, towards 0
         try:
             step = sla.cho_solve(sla.cho_factor(G, lower=True, check_finite=False), rhs, check_finite=False)
         except np.linalg.LinAlgError:
             step = sla.lstsq(G, rhs, check_finite=False)[0]
         self.W[l] = (Wp + step.T).astype(Wp.dtype)
-        self._decay(self.W[l])
 
     def _output_target(self, B, sums):
         loss_sum, _, rz = self._output_update(B)
@@ -483,14 +489,20 @@ class MiniBatchADMM:
         t0 = time.perf_counter()
         self._output_target(B, sums)
         timings["z"] += time.perf_counter() - t0
+        residual = self.s.sweep_order == "residual"
         for l in range(L, 0, -1):
+            if residual:  # W_l first: a_{l-1} then receives what W_l's step left of z_l
+                t0 = time.perf_counter()
+                self._w_update(l, B)
+                timings["W"] += time.perf_counter() - t0
             if l > 1:
                 t0 = time.perf_counter()
                 self._a_update(l - 1, B)
                 timings["a"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            self._w_update(l, B)
-            timings["W"] += time.perf_counter() - t0
+            if not residual:
+                t0 = time.perf_counter()
+                self._w_update(l, B)
+                timings["W"] += time.perf_counter() - t0
             if l > 1:
                 t0 = time.perf_counter()
                 rz, ra = self._z_update(l - 1, B)
@@ -525,7 +537,7 @@ class MiniBatchADMM:
             self._running[0] += _losses.loss_sum(out, self.Tb[:B], self.loss)
             self._running[1] += int(np.count_nonzero(_losses.predict_index(out) == self.y_index[rows]))
         timings["z"] += time.perf_counter() - t0
-        if self.s.sweep_order == "layerwise":
+        if self.s.sweep_order in ("layerwise", "residual"):
             for sweep in range(self.s.batch_sweeps):
                 if sweep:
                     self._forward(B)

@@ -192,8 +192,11 @@ def _problem(B=12, n_in=7, n_out=5, K=3, seed=0, metric="identity", updates="num
 @pytest.mark.parametrize("updates", UPDATES)
 @pytest.mark.parametrize("metric", ["identity", "gram"])
 @pytest.mark.parametrize("B", [6, 40])  # B < n (push-through form) and B > n (normal equations)
-def test_w_update_minimises_the_proximal_least_squares(metric, B, updates):
-    p, rng = _problem(B=B, metric=metric, updates=updates)
+@pytest.mark.parametrize("weight_decay", [0.0, 0.3])
+def test_w_update_minimises_the_proximal_least_squares(metric, B, updates, weight_decay):
+    """W_L <- argmin ||Z - [A 1] W^T||^2 + tr((W - W_prev) P (W - W_prev)^T) + r ||W||^2 with the output
+    layer's proximal weight and r = weight_decay * mean(diag([A 1]^T [A 1]))."""
+    p, rng = _problem(B=B, metric=metric, updates=updates, weight_decay=weight_decay)
     l = 2
     A = rng.normal(size=(B, 5))
     np.maximum(A, 0, out=A)
@@ -204,18 +207,21 @@ def test_w_update_minimises_the_proximal_least_squares(metric, B, updates):
     p._w_update(l, B)
     W = p.W[2]
     Aa = np.hstack([A, np.ones((B, 1))])
+    mean_diag = np.mean(np.diag(Aa.T @ Aa))
+    assert p.s.output_prox != p.s.prox  # the output layer's own weight is the one used
     if metric == "identity":
-        P = p.s.prox * np.mean(np.diag(Aa.T @ Aa)) * np.eye(6)
+        P = p.s.output_prox * mean_diag * np.eye(6)
     else:
-        P = p.s.prox * B * p.S[2] + 1e-6 * B * np.trace(p.S[2]) / 6 * np.eye(6)
+        P = p.s.output_prox * B * p.S[2] + 1e-6 * B * np.trace(p.S[2]) / 6 * np.eye(6)
+    r = weight_decay * mean_diag
 
     def objective(w):
         Wm = w.reshape(Wp.shape)
         D = Wm - Wp
-        return np.sum((Z - Aa @ Wm.T) ** 2) + np.trace(D @ P @ D.T)
+        return np.sum((Z - Aa @ Wm.T) ** 2) + np.trace(D @ P @ D.T) + r * np.sum(Wm ** 2)
 
     # the normal equations of the objective, solved the obvious way
-    normal = np.linalg.solve((Aa.T @ Aa + P).T, (Z.T @ Aa + Wp @ P).T).T
+    normal = np.linalg.solve((Aa.T @ Aa + P + r * np.eye(6)).T, (Z.T @ Aa + Wp @ P).T).T
     np.testing.assert_allclose(W, normal, rtol=1e-9, atol=1e-9)
     # and no generic minimiser finds a lower value
     best = scipy.optimize.minimize(objective, Wp.ravel(), method="BFGS", options=dict(gtol=1e-10)).x
@@ -245,23 +251,46 @@ def test_a_update_minimises_its_quadratic(n_next, updates):
 
 
 @pytest.mark.parametrize("updates", UPDATES)
+@pytest.mark.parametrize("metric", ["identity", "gram"])
 @pytest.mark.parametrize("B", [6, 40])
-def test_w_update_then_decays_the_weights_not_the_bias(B, updates):
-    """weight_decay: the W-update's result, its weights (not its bias column) times 1 / (1 + decay)."""
+def test_w_update_with_weight_decay_converges_to_the_ridge_solution(B, updates, metric):
+    """Repeated W-updates on one batch converge to argmin ||Z - [A 1] W^T||^2 + r ||W||^2, whatever
+    the proximal weight: the ridge is part of the step's objective, not a shrink after it."""
     rng = np.random.default_rng(11)
     A = np.maximum(rng.normal(size=(B, 5)), 0)
     Z = rng.normal(size=(B, 3))
-    results = []
-    for decay in (0.0, 0.25):
-        p, _ = _problem(B=B, updates=updates, weight_decay=decay)
-        p.A[1][...] = A
+    Aa = np.hstack([A, np.ones((B, 1))])
+    r = 0.25 * np.mean(np.diag(Aa.T @ Aa))
+    ridge = np.linalg.solve(Aa.T @ Aa + r * np.eye(6), Aa.T @ Z).T
+    p, _ = _problem(B=B, updates=updates, weight_decay=0.25, metric=metric)
+    p.A[1][...] = A
+    p.W[2] = np.random.default_rng(2).normal(size=p.W[2].shape)
+    for _ in range(400):
         p.Z[2][...] = Z
-        p.W[2] = np.random.default_rng(2).normal(size=p.W[2].shape)
         p._w_update(2, B)
-        results.append(p.W[2].copy())
-    plain, decayed = results
-    np.testing.assert_allclose(decayed[:, :-1], plain[:, :-1] / 1.25, rtol=1e-13)
-    np.testing.assert_array_equal(decayed[:, -1], plain[:, -1])
+    np.testing.assert_allclose(p.W[2], ridge, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("updates", UPDATES)
+@pytest.mark.parametrize("weight_decay", [0.0, 0.25])
+def test_w_update_of_a_batch_stacked_twice_is_the_same_step(updates, weight_decay):
+    """Every term of the W-update (squared errors, proximal term, ridge) is relative to the batch's
+    rows: the same rows twice over take exactly the same step, so no setting's strength per epoch
+    grows with the number of rows per batch or of batches per epoch."""
+    rng = np.random.default_rng(4)
+    A = np.maximum(rng.normal(size=(5, 5)), 0)
+    Z = rng.normal(size=(5, 3))
+    W0 = rng.normal(size=(3, 6))
+    steps = []
+    for reps in (1, 2):
+        B = 5 * reps
+        p, _ = _problem(B=B, updates=updates, weight_decay=weight_decay)
+        p.A[1][...] = np.tile(A, (reps, 1))
+        p.Z[2][...] = np.tile(Z, (reps, 1))
+        p.W[2] = W0.copy()
+        p._w_update(2, B)
+        steps.append(p.W[2].copy())
+    np.testing.assert_allclose(steps[1], steps[0], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -413,8 +442,9 @@ def test_output_refit_is_the_ridge_least_squares_of_the_forward_features(center)
     assert objective(p.W[3].ravel()) <= objective(best) + 1e-9
 
 
-def _layerwise_reference(W, X, T, beta, gamma, prox):
-    """One layerwise batch sweep written the obvious way (docs/ALGORITHM.md section 6), mse output."""
+def _layerwise_reference(W, X, T, beta, gamma, prox, output_prox, residual=False):
+    """One layerwise (or residual) batch sweep written the obvious way (docs/ALGORITHM.md section 6),
+    mse output: for l = L .. 1, a_{l-1} against the old W_l (residual: the new one), W_l refitted."""
     from reference import relu_z_update
 
     W = [None] + [w.copy() for w in W]
@@ -427,13 +457,14 @@ def _layerwise_reference(W, X, T, beta, gamma, prox):
     H = [None] + [np.maximum(Z[l], 0) for l in range(1, L)]
     Z[L] = (T + beta[L] * Z[L]) / (1 + beta[L])  # argmin ||z - t||^2 + beta ||z - m||^2
     for l in range(L, 0, -1):
+        Aa = np.hstack([A[l - 1], np.ones((len(X), 1))])
+        P = (output_prox if l == L else prox) * np.mean(np.diag(Aa.T @ Aa)) * np.eye(Aa.shape[1])
+        W_new = np.linalg.solve((Aa.T @ Aa + P).T, (Z[l].T @ Aa + W[l] @ P).T).T
         if l > 1:
-            V, b = W[l][:, :-1], W[l][:, -1]
+            V, b = (W_new if residual else W[l])[:, :-1], (W_new if residual else W[l])[:, -1]
             M = beta[l] * V.T @ V + gamma[l - 1] * np.eye(V.shape[1])
             a_new = np.linalg.solve(M, (beta[l] * (Z[l] - b) @ V + gamma[l - 1] * H[l - 1]).T).T
-        Aa = np.hstack([A[l - 1], np.ones((len(X), 1))])
-        P = prox * np.mean(np.diag(Aa.T @ Aa)) * np.eye(Aa.shape[1])
-        W[l] = np.linalg.solve((Aa.T @ Aa + P).T, (Z[l].T @ Aa + W[l] @ P).T).T
+        W[l] = W_new
         if l > 1:
             m = A[l - 2] @ W[l - 1][:, :-1].T + W[l - 1][:, -1]
             z = relu_z_update(a_new.ravel(), m.ravel(), beta[l - 1], gamma[l - 1])[0]
@@ -441,20 +472,22 @@ def _layerwise_reference(W, X, T, beta, gamma, prox):
     return W[1:]
 
 
+@pytest.mark.parametrize("order", ["layerwise", "residual"])
 @pytest.mark.parametrize("B", [12, 30])  # B < n_in + 1 for some layers (push-through form), and not
-def test_layerwise_batch_equals_the_obvious_sweep(B):
+def test_layerwise_batch_equals_the_obvious_sweep(B, order):
     rng = np.random.default_rng(11)
     X = rng.normal(size=(B, 20))
     y = rng.integers(0, 3, B)
     T = np.eye(3)[y]
-    s = ADMMSettings(batch_size=B, dtype="float64", sweep_order="layerwise", weight_decay=0.0, skip_zero_inputs=False, output_refit=0,
-                     beta=0.5, gamma=0.2, depth_decay=0.3, prox=0.7, center_inputs=False).resolved()
+    s = ADMMSettings(batch_size=B, dtype="float64", sweep_order=order, weight_decay=0.0, skip_zero_inputs=False,
+                     output_refit=0, beta=0.5, gamma=0.2, depth_decay=0.3, prox=0.7, output_prox=2.0, batch_sweeps=1,
+                     center_inputs=False).resolved()
     from fastadmm import _backend
 
     p = MiniBatchADMM(X, T, [21, 16, 9, 3], "mse", s, _backend.get("numpy"), rng, None, None)
     W0 = [W.copy() for W in p.W[1:]]
     p.sweep({"W": 0.0, "a": 0.0, "z": 0.0})  # one batch: the whole data (its row order does not matter)
-    expected = _layerwise_reference(W0, X, T, p.beta, p.gamma, 0.7)
+    expected = _layerwise_reference(W0, X, T, p.beta, p.gamma, 0.7, 2.0, residual=order == "residual")
     for W, E in zip(p.W[1:], expected):
         np.testing.assert_allclose(W, E, rtol=1e-8, atol=1e-10)
 
