@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from fastadmm import _backend, _comm, _losses, admm
+from fastadmm import _backend, _comm, _losses, _validation, admm
 from fastadmm._settings import ADMMSettings
 
 from _data import held_out_set, n_real_train, training_set
@@ -53,14 +53,15 @@ def build_problem(X, y, dtype, backend="cython"):
     """The driver's _Problem for (X, y), built the way train_admm builds it (default settings)."""
     settings = ADMMSettings(dtype=dtype, backend=backend, batch_size=None).resolved()  # Algorithm 1
     comm = _comm.wrap(None)
-    (X, y_index, classes, _, _, hidden, loss, _, rng, sizes, row_offset,
-     n_global, settings, nonzero) = admm._validate(X, y, None, None, HIDDEN, "mse", 1, 0, None, settings, None, comm)
-    T = _losses.targets(y_index, len(classes), X.dtype)
-    kernels = _backend.get(settings.backend)
+    a = _validation.check_admm(X, y, X_test=None, y_test=None, hidden=HIDDEN, loss="mse", max_iter=1, random_state=0,
+                               callback=None, settings=settings, overrides={}, init=None, comm=comm)
+    T = _losses.targets(a.y_index, len(a.classes), a.dtype)
+    kernels = _backend.get(a.settings.backend)
     if hasattr(kernels, "warmup"):
         kernels.warmup()
-    problem = admm._Problem(X, T, sizes, loss, settings, kernels, rng, None, comm, row_offset, n_global, nonzero)
-    return problem, X, y_index, classes
+    problem = admm._Problem(a.X, T, a.sizes, a.loss, a.settings, kernels, a.rng, None, comm, a.row_offset, a.n_global,
+                            a.nonzero)
+    return problem, a.X, a.y_index, a.classes
 
 
 def accuracy(weights, X, y_index):

@@ -92,6 +92,64 @@ MINI_BATCH_TOL = 1e-4
 PRESET_FIELDS = ("batch_size", "sweep_order", "initialization", "beta", "gamma", "depth_decay", "prox", "output_prox",
                  "batch_sweeps", "weight_decay", "output_refit", "center_inputs")
 
+# Fields that one method only uses.  Given to the other method, a value other than None, the field's
+# declared default or (for full batch) the value a full-batch fit records for it (FIELD_FALLBACK), they
+# are refused, naming the method they belong to (check_method_fields).
+FULL_BATCH_ONLY = ("init_scale", "ridge", "warm_start_iter", "multiplier")
+MINI_BATCH_ONLY = ("sweep_order", "prox", "output_prox", "prox_metric", "batch_sweeps", "output_refit", "gram_decay",
+                   "weight_decay", "center_inputs")
+# Fields a resumed fit may change: when the fit stops, what it measures and how it runs (the iterates
+# stay those of the uninterrupted fit).  Every other field, and the fit's dtype, changes the method: a
+# resume refuses values other than those its init was trained with (resume_changes).
+RESUME_FREE = ("tol", "n_iter_no_change", "eval_every", "train_metrics", "time_limit", "backend", "threads",
+               "divergence_factor")
+
+
+# Advice of the DivergenceWarning: settings of each method that make its steps smaller.
+DIVERGENCE_HINTS = {
+    "full": "Try a larger ridge, a smaller beta/gamma ratio or initialization='forward' with a small init_scale.",
+    "mini": "Try X scaled to about [0, 1], a larger prox and output_prox, a larger weight_decay or dtype='float64'.",
+}
+
+
+def divergence_hint(batch_size) -> str:
+    """The DivergenceWarning's advice for the method of `batch_size` (None: full batch)."""
+    return DIVERGENCE_HINTS["full" if batch_size is None else "mini"]
+
+
+def method_name(batch_size) -> str:
+    """How messages name the method of `batch_size` (None: full batch)."""
+    return "full-batch ADMM (batch_size=None)" if batch_size is None else "mini-batch ADMM (batch_size set)"
+
+
+def check_method_fields(settings, batch_size) -> None:
+    """ValueError naming every field of `settings` given (see FULL_BATCH_ONLY) that the method of
+    `batch_size` does not use, and the method it belongs to."""
+    other, owner = (MINI_BATCH_ONLY, "mini-batch ADMM") if batch_size is None else (FULL_BATCH_ONLY, "full-batch ADMM")
+    declared = {f.name: f.default for f in dataclasses.fields(settings)}
+    given = []
+    for name in other:
+        value = getattr(settings, name)
+        if value is None or value == declared[name]:
+            continue
+        if batch_size is None and name in FIELD_FALLBACK and value == FIELD_FALLBACK[name]:
+            continue
+        given.append(f"{name}={value!r}")
+    if given:
+        fix = ("pass a batch_size (or leave it at its default, 'auto') to fit by mini-batches" if batch_size is None
+               else "pass batch_size=None for full-batch ADMM")
+        raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to {owner} only, which "
+                         f"{method_name(batch_size)} is not: leave {'it' if len(given) == 1 else 'them'} out, or {fix}")
+
+
+def resume_changes(recorded: dict, settings, dtype: str) -> list:
+    """The settings (as "name: recorded -> now") that differ between a resumed fit's `recorded`
+    settings (``Result.settings``) and this call's resolved `settings` computing in `dtype`, other
+    than RESUME_FREE; fields the record lacks are not compared."""
+    now = {**settings.as_dict(), "dtype": dtype}
+    return [f"{name}: {recorded[name]!r} -> {value!r}" for name, value in now.items()
+            if name not in RESUME_FREE and name in recorded and recorded[name] != value]
+
 
 def method_defaults(batch_size, n_outputs: int) -> dict:
     """The measured defaults of full-batch ADMM (batch_size None) or of mini-batch ADMM for a net
@@ -306,6 +364,7 @@ class ADMMSettings:
         defaults = method_defaults(batch_size, n_outputs)
         if batch_size == "auto":
             values["batch_size"] = defaults["batch_size"]
+        check_method_fields(self, batch_size)
         for name in PRESET_FIELDS[1:]:  # batch_size is done above
             if values[name] is None:
                 values[name] = defaults.get(name, FIELD_FALLBACK.get(name))
@@ -314,9 +373,6 @@ class ADMMSettings:
                 raise ValueError(f"output_refit={self.output_refit!r} refits the output by least squares, which is "
                                  f"the minimiser of loss='mse' only; pass output_refit=0 with loss={loss!r}")
             values["output_refit"] = 0.0
-        if values["center_inputs"] and batch_size is None:
-            raise ValueError("center_inputs=True applies to mini-batch ADMM only; full-batch ADMM (batch_size=None) "
-                             "trains on X as given: pass center_inputs=None or False")
         if values["tol"] is None:
             values["tol"] = FULL_BATCH_TOL if batch_size is None else MINI_BATCH_TOL
         if values["train_metrics"] is None:

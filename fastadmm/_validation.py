@@ -6,12 +6,16 @@ floating dtype, and never checks again.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import numbers
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-from . import _inputs
+from . import _inputs, _losses, _memory, _settings
 # The scalar checkers live with the settings' constraints (which use them); importable from here too.
 from ._constraints import as_bool, as_int, as_real  # noqa: F401
 
@@ -258,3 +262,224 @@ def validation_rows(y_index, fraction):
     keep = np.ones(y_index.shape[0], bool)
     keep[val] = False
     return np.flatnonzero(keep), val
+
+
+# --------------------------------------------------------------------------------------------------
+# train_admm's boundary: every check of its arguments, in one call
+
+
+@dataclasses.dataclass
+class ADMMInputs:
+    """train_admm's arguments as checked by :func:`check_admm`: what the fit may assume."""
+
+    X: np.ndarray  # this rank's training rows (mini-batch ADMM: a float X as given, cast per batch)
+    y_index: np.ndarray  # class index per training row
+    classes: np.ndarray  # sorted class labels (over every rank)
+    X_test: Optional[np.ndarray]
+    y_test_index: Optional[np.ndarray]
+    hidden: tuple
+    loss: str
+    max_iter: int
+    rng: np.random.Generator
+    sizes: list  # layer widths: inputs (with the bias input), hidden..., outputs
+    row_offset: int  # the first global row of this rank's rows
+    n_global: int  # training rows over every rank
+    settings: "_settings.ADMMSettings"  # resolved: no None / "auto" left
+    dtype: np.dtype  # the fit's floating type
+    nonzero: np.ndarray  # the features that are not zero in every training row
+    X_val: Optional[np.ndarray] = None  # validation rows held out of X (validation_fraction)
+    y_val_index: Optional[np.ndarray] = None
+    verbose: int = 0
+    checkpoint: Optional[Path] = None  # this rank's checkpoint file
+
+
+def settings_from(settings, overrides) -> "_settings.ADMMSettings":
+    """An ADMMSettings from `settings` (or the defaults) and keyword `overrides` of its fields."""
+    cls = _settings.ADMMSettings
+    if settings is None:
+        return cls.from_kwargs(**overrides)
+    if not isinstance(settings, cls):
+        raise TypeError(f"settings must be an ADMMSettings, got {type(settings).__name__}")
+    if overrides:
+        cls.from_kwargs(**overrides)  # raises naming any unknown keyword
+        return cls(**{**settings.as_dict(), **overrides})
+    return settings
+
+
+def check_checkpoint(checkpoint, every, comm) -> Optional[Path]:
+    """This rank's checkpoint file, in a folder that exists and takes a new file; None for None."""
+    if checkpoint is None:
+        return None
+    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+        raise ValueError(f"checkpoint_every must be an integer >= 1, got {every!r}")
+    import tempfile
+
+    path = comm.rank_path(Path(checkpoint))
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a folder; pass a file path such as {path / 'fit.npz'}")
+    if not path.parent.is_dir():
+        raise ValueError(f"checkpoint folder {path.parent} does not exist; create it or pass another path")
+    try:  # the save writes a temporary file there and renames it into place: found out now, not after the fit
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise ValueError(f"checkpoint folder {path.parent} is not writable ({exc.strerror or exc}); pass a path "
+                         "in a writable folder") from None
+    return path
+
+
+def check_magnitude(X, scan, dtype) -> None:
+    """X whose Gram sums (N max|X|^2) could overflow the fit's `dtype` is refused, naming the fix."""
+    big = max(abs(scan.high), abs(scan.low))
+    limit = math.sqrt(float(np.finfo(dtype).max) / (4.0 * X.shape[0]))
+    if big > limit:
+        wider = " or pass dtype='float64'" if np.dtype(dtype) == np.float32 else ""
+        raise ValueError(f"X is too large in magnitude (max |X| = {big:.3g}; above {limit:.3g} its Gram matrix "
+                         f"a_0 a_0^T can overflow {np.dtype(dtype).name}, the fit's dtype); scale X, e.g. "
+                         f"X / np.abs(X).max(){wider}")
+
+
+def check_memory(sizes, n_rows, n_test, dtype, batch_size, hidden) -> None:
+    """ValueError naming `hidden` when the fit's arrays cannot fit in the memory available now."""
+    need = _memory.fit_bytes("admm", n_rows, n_test, sizes, np.dtype(dtype).itemsize, batch_size)
+    have = _memory.available_bytes()
+    if have is not None and need > have:
+        raise ValueError(f"hidden={hidden!r}: the fit needs at least {_memory.gib(need)} of memory (weights and "
+                          f"state of {sizes[0]}-{'-'.join(map(str, sizes[1:]))} units, {np.dtype(dtype).name}); "
+                          f"{_memory.gib(have)} is available: give smaller layers")
+
+
+def fingerprint(X, y_index) -> str:
+    """A cheap digest of this rank's training rows (shape, labels, every 64th-or-so row), kept with a
+    Result so that resuming on other data of the same size is refused."""
+    step = max(1, X.shape[0] // 64)
+    h = hashlib.blake2b(digest_size=12)
+    h.update(repr((X.shape, X.dtype.str)).encode())
+    h.update(np.ascontiguousarray(y_index, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(X[::step]).tobytes())
+    return h.hexdigest()
+
+
+def check_init(init, sizes, loss, classes, settings, dtype, X, y_index) -> None:
+    """Refuse an `init` that this call cannot continue: another method, data, net or loss, or
+    settings that change the method (_settings.resume_changes; when and how the fit stops and
+    runs may change)."""
+    if init is None:
+        return
+    from ._result import Result  # (_result imports this module)
+
+    minibatch = settings.batch_size is not None
+    if isinstance(init, Result) and init.state is not None and ("S" in init.state) != minibatch:
+        kind = "mini-batch (batch_size set)" if "S" in init.state else "full-batch (batch_size=None)"
+        raise ValueError(f"init is a {kind} fit; resume it with the same batch_size")
+    recorded = init.settings if isinstance(init, Result) and isinstance(init.settings, dict) else {}
+    stored = recorded.get("data_fingerprint")
+    if stored is not None and stored != fingerprint(X, y_index):
+        raise ValueError("init was trained on other data than X, y (its data fingerprint differs); resume on the "
+                         "same training set, in the same order and dtype")
+    if not isinstance(init, Result) or init.method != "admm" or init.state is None:
+        raise TypeError("init must be a Result of train_admm (with its state), e.g. one loaded by fastadmm.load")
+    shapes = [W.shape for W in init.weights]
+    expected = [(sizes[l], sizes[l - 1] + int(minibatch and l > 1)) for l in range(1, len(sizes))]
+    if shapes != expected:
+        raise ValueError(f"init has layer shapes {shapes}, but X, y and hidden give {expected}")
+    if init.intercept != (settings.intercept or minibatch):
+        raise ValueError(f"init was trained with intercept={init.intercept}; pass the same setting to resume")
+    if init.loss != loss:
+        raise ValueError(f"init was trained with loss={init.loss!r}; pass the same loss to resume")
+    if not np.array_equal(np.asarray(init.classes), classes):
+        raise ValueError("init was trained on other classes than y holds; resume on the same data")
+    if not minibatch and init.state["lam"].shape[0] != init.state["Z"][0].shape[0]:
+        raise ValueError("init's state is inconsistent (corrupt checkpoint?)")
+    if not minibatch and init.state["lam"].shape[0] != X.shape[0]:
+        raise ValueError(f"init holds the state of {init.state['lam'].shape[0]} samples but X has {X.shape[0]}; "
+                         "resume on the same training set")
+    changed = _settings.resume_changes(recorded, settings, np.dtype(dtype).name)
+    if changed:
+        raise ValueError(f"init was trained with other settings than this call's ({'; '.join(changed)}): they "
+                         "change the method, and a resumed fit would match neither the uninterrupted fit nor a "
+                         "fresh one; pass init's values (Result.settings) to resume, or fit afresh without init")
+
+
+def check_admm(X, y, *, X_test, y_test, hidden, loss, max_iter, random_state, callback, settings, overrides, init,
+               comm, checkpoint=None, checkpoint_every=10, validation_fraction=None, verbose=0) -> ADMMInputs:
+    """Every check of train_admm's arguments, before anything of the fit is allocated; in a
+    distributed fit every rank raises the same error together.  With `validation_fraction`, the
+    validation rows are split off X, y here (every later check, and the fit, sees the training rows)."""
+    error = X_val = y_val_index = None
+    try:
+        settings = settings_from(settings, overrides).for_comm(comm.distributed)  # resolved below
+        checkpoint = check_checkpoint(checkpoint, checkpoint_every, comm)
+        verbose = check_verbose(verbose)
+        validation_fraction = check_validation_fraction(validation_fraction, settings.eval_every)
+        if validation_fraction is not None and comm.distributed:
+            raise ValueError(f"validation_fraction={validation_fraction} is not supported with comm= yet; hold out "
+                             "rows yourself and pass them as X_test, y_test (or fit in one process)")
+        loss = check_loss(loss)
+        max_iter = None if max_iter is None else check_max_iter(max_iter)
+        hidden = check_hidden(hidden)
+        if callback is not None and not callable(callback):
+            raise TypeError("callback must be callable (or None)")
+        min_samples, min_classes = (1, 1) if comm.distributed else (2, 2)
+        # Mini-batch ADMM casts each batch to its dtype: a float X is kept as given (no whole copy).
+        keep = settings.batch_size is not None and getattr(X, "dtype", None) is not None and X.dtype.kind == "f"
+        # One scan of X (its column minima and maxima) serves every check below and the zero features.
+        X, y_index, classes, scan = check_Xy(X, y, None if keep else settings.dtype, min_samples, min_classes,
+                                             with_scan=True)
+        dtype = np.dtype(settings.dtype) if settings.dtype else X.dtype
+        if keep:
+            check_fits(X, "X", dtype, scan)
+        check_magnitude(X, scan, dtype)
+        rng = check_random_state(random_state)
+        if validation_fraction is not None:  # the last rows of every class (X is copied: the rest)
+            train_rows, val_rows = validation_rows(y_index, validation_fraction)
+            X, X_val, y_val_index = X[train_rows], X[val_rows], y_index[val_rows]
+            y_index = y_index[train_rows]
+    except (TypeError, ValueError) as exc:
+        error = exc
+    if comm.distributed:
+        # Agree on the outcome (and on the classes, the union of every rank's labels).
+        comm.raise_agreed(error)
+        local = comm.allgather((classes, X.shape[1], X.dtype.str, X.shape[0]))
+        if len({(n, d) for _, n, d, _ in local}) != 1:
+            raise ValueError(f"every rank must hold the same number of features and dtype, got {[(n, d) for _, n, d, _ in local]}")
+        all_classes = np.unique(np.concatenate([c for c, _, _, _ in local]))
+        if all_classes.shape[0] < 2:
+            raise ValueError("y has a single class over all ranks; training needs samples of at least two classes")
+        y_index = np.searchsorted(all_classes, classes)[y_index]
+        classes = all_classes
+        counts = [n for _, _, _, n in local]
+        row_offset, n_global = int(sum(counts[: comm.rank])), int(sum(counts))
+        seed = comm.agreed_seed(random_state)  # rank 0's for None; ValueError on every rank if they differ
+        rng = rng if random_state is not None else np.random.default_rng(seed)
+    elif error is not None:
+        raise error
+    else:
+        row_offset, n_global = 0, X.shape[0]
+    minibatch = settings.batch_size is not None
+    n_out = _losses.n_outputs(len(classes), loss)
+    sizes = [X.shape[1] + int(settings.intercept or minibatch), *hidden, n_out]
+    error = None
+    try:  # checks of one rank's own arguments: they too must fail on every rank together
+        # The method's measured defaults depend on the output layer's width (_settings.method_defaults).
+        settings = settings.resolved(comm.distributed, n_out, loss)
+        if max_iter is None:
+            max_iter = _settings.method_defaults(settings.batch_size, n_out)["max_iter"]
+        X_test, y_test_index = check_test(X_test, y_test, classes, X.shape[1], X.dtype)
+        if minibatch and comm.distributed:
+            raise ValueError("batch_size is not supported with comm= yet; run mini-batch ADMM in one process "
+                             "(or the full-batch method, batch_size=None, over MPI)")
+        if minibatch and not settings.intercept:
+            raise ValueError("batch_size gives every layer a bias; it needs intercept=True")
+        check_memory(sizes, X.shape[0], 0 if X_test is None else X_test.shape[0], dtype, settings.batch_size, hidden)
+        check_init(init, sizes, loss, classes, settings, dtype, X, y_index)
+    except (TypeError, ValueError) as exc:
+        error = exc
+    comm.raise_agreed(error)
+    comm.check_same(dict(
+        settings=settings.as_dict(), hidden=tuple(hidden), loss=loss, max_iter=max_iter,
+        callback=callback is not None, init=init is not None, checkpoint_every=checkpoint_every,
+        init_iteration=None if init is None else init.state["iteration"],
+    ), hint="only X, y, X_test and y_test differ between ranks")
+    return ADMMInputs(X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset,
+                      n_global, settings, dtype, scan.nonzero(), X_val, y_val_index, verbose, checkpoint)

@@ -133,7 +133,18 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
     __init__.__signature__ = _SIGNATURE
 
     def fit(self, X, y):
-        """Train on X (n_samples, n_features) and class labels y; returns self."""
+        """Train on X (n_samples, n_features) and class labels y; returns self.  A fit that raises
+        (a refused parameter or input, an error in training) leaves the estimator as it was: a
+        fitted one keeps its model."""
+        before = dict(vars(self))
+        try:
+            return self._fit(X, y)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(before)
+            raise
+
+    def _fit(self, X, y):
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         early_stopping = _validation.as_bool("early_stopping", self.early_stopping)
@@ -162,9 +173,9 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         for w in caught:
             if issubclass(w.category, _admm.ConvergenceWarning):
                 warnings.warn(f"ADMMClassifier: {w.message}; the weights may improve with a larger max_iter (or set "
-                              "early_stopping=True)", ConvergenceWarning, stacklevel=2)
+                              "early_stopping=True)", ConvergenceWarning, stacklevel=3)
             else:
-                warnings.warn(w.message, w.category, stacklevel=2)
+                warnings.warn(w.message, w.category, stacklevel=3)
         # The resumable iterates are as large as the data: not kept here.
         result = dataclasses.replace(result, state=None)
         self.validation_scores_ = self.best_validation_score_ = None

@@ -36,9 +36,10 @@ def test_round_trip_keeps_everything(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
-def test_resume_from_file_equals_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("method", [dict(batch_size=None, warm_start_iter=2), dict()], ids=["full", "mini"])
+def test_resume_from_file_equals_uninterrupted_run(tmp_path, method):
     X, y = data(seed=3)
-    kw = dict(hidden=(10, 5), random_state=4, tol=0, warm_start_iter=2)
+    kw = dict(hidden=(10, 5), random_state=4, tol=0, **method)
     full = train_admm(X, y, max_iter=7, **kw)
     train_admm(X, y, max_iter=3, **kw).save(tmp_path / "k3.npz")
     resumed = train_admm(X, y, max_iter=4, init=fastadmm.load(tmp_path / "k3.npz"), **kw)

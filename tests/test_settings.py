@@ -32,8 +32,9 @@ def test_train_admm_and_estimator_with_numpy_scalars():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = train_admm(X, y, hidden=(np.int64(4),), max_iter=np.int64(3), beta=np.float32(1.0),
-                         warm_start_iter=np.int64(1), intercept=np.bool_(True), random_state=np.int64(0))
-        ref = train_admm(X, y, hidden=(4,), max_iter=3, beta=1.0, warm_start_iter=1, intercept=True, random_state=0)
+                         warm_start_iter=np.int64(1), intercept=np.bool_(True), random_state=np.int64(0), batch_size=None)
+        ref = train_admm(X, y, hidden=(4,), max_iter=3, beta=1.0, warm_start_iter=1, intercept=True, random_state=0,
+                         batch_size=None)
         for W, V in zip(res.weights, ref.weights):
             np.testing.assert_array_equal(W, V)
         clf = ADMMClassifier(beta=np.float32(1.0), warm_start_iter=np.int64(1), intercept=np.bool_(False), batch_size=None,
