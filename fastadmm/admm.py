@@ -90,8 +90,14 @@ def train_admm(
         In a distributed fit it runs on every rank with the same dict and must answer the same on
         every rank.
     settings : an ADMMSettings; any keyword in **overrides overrides one of its fields
-        (beta, gamma, initialization, ridge, warm_start_iter, dtype, backend, threads, ...).
-    init : a Result of an earlier fit (``fastadmm.load`` reads one back) to continue from.
+        (beta, gamma, initialization, ridge, warm_start_iter, dtype, backend, threads, ...).  A field
+        that only the other method uses (``_settings.FULL_BATCH_ONLY``, ``MINI_BATCH_ONLY``), given a
+        value other than None or its default, is refused, naming the method it belongs to.
+    init : a Result of an earlier fit (``fastadmm.load`` reads one back) to continue from, on the same
+        data with the same settings: a setting that would change the method (any field but when the
+        fit stops, what it measures and how it runs: ``_settings.RESUME_FREE``, i.e. tol,
+        n_iter_no_change, eval_every, train_metrics, time_limit, backend, threads,
+        divergence_factor; max_iter and verbose too) is refused, naming it and both values.
     comm : an mpi4py communicator for a data-parallel fit: each rank passes its own rows of X, y
         (and of X_test, y_test) and gets the same weights and history back (see
         ``fastadmm.distributed``).  None = one process.
