@@ -12,8 +12,17 @@ import fastadmm
 from fastadmm import ADMMSettings
 
 # These tests are about the full-batch algorithm (Algorithm 1, docs/ALGORITHM.md section 3); the
-# default mini-batch method has tests of its own (test_minibatch.py).
+# default mini-batch method has tests of its own (test_minibatch.py).  The fit loop's tests (resume,
+# callback, time limit, Ctrl-C, divergence) run on both methods: batch_size None and the default.
 train_admm = functools.partial(fastadmm.train_admm, batch_size=None)
+METHODS = pytest.mark.parametrize("batch_size", [None, "auto"], ids=["full", "mini"])
+
+
+def _fit(batch_size, X, y, **kw):
+    """train_admm by the method of `batch_size`; the full-batch-only warm_start_iter is dropped for mini-batch."""
+    if batch_size is not None:
+        kw.pop("warm_start_iter", None)
+    return fastadmm.train_admm(X, y, batch_size=batch_size, **kw)
 
 import admm_reference as ref
 from toy import blobs
@@ -149,16 +158,18 @@ def test_float32_runs_in_float32_and_agrees_with_float64(loss):
     assert np.mean(r32.predict(X) == r64.predict(X)) > 0.99
 
 
-def test_resume_equals_uninterrupted_run():
+@METHODS
+def test_resume_equals_uninterrupted_run(batch_size):
     X, y = blobs(n=120, d=8, k=3, seed=4)
     kw = dict(hidden=(10, 6), random_state=2, tol=0, warm_start_iter=3)
-    full = train_admm(X, y, max_iter=9, **kw)
-    first = train_admm(X, y, max_iter=4, **kw)
-    second = train_admm(X, y, max_iter=5, init=first, **kw)
+    full = _fit(batch_size, X, y, max_iter=9, **kw)
+    first = _fit(batch_size, X, y, max_iter=4, **kw)
+    second = _fit(batch_size, X, y, max_iter=5, init=first, **kw)
     assert second.n_iter == 9
     for a, b in zip(full.weights, second.weights):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(full.state["lam"], second.state["lam"])
+    if batch_size is None:
+        np.testing.assert_array_equal(full.state["lam"], second.state["lam"])
     assert second.history["iteration"] == list(range(1, 10))
 
 
@@ -181,7 +192,8 @@ def test_max_iter_status_warns_for_full_batch_only():
     assert res.status == "max_iter" and res.n_iter == 2
 
 
-def test_callback_can_stop_and_sees_each_iteration():
+@METHODS
+def test_callback_can_stop_and_sees_each_iteration(batch_size):
     X, y = blobs()
     seen = []
 
@@ -189,46 +201,54 @@ def test_callback_can_stop_and_sees_each_iteration():
         seen.append(info["iteration"])
         return info["iteration"] == 3
 
-    res = train_admm(X, y, hidden=(8,), max_iter=10, callback=cb, random_state=0)
+    res = _fit(batch_size, X, y, hidden=(8,), max_iter=10, callback=cb, random_state=0)
     assert seen == [1, 2, 3] and res.status == "interrupted" and res.n_iter == 3
 
 
-def test_time_limit_status():
+@METHODS
+def test_time_limit_status(batch_size):
     X, y = blobs(n=2000, d=50)
-    res = train_admm(X, y, hidden=(64, 32), max_iter=10_000, time_limit=0.05, tol=0, random_state=0)
+    res = _fit(batch_size, X, y, hidden=(64, 32), max_iter=10_000, time_limit=0.05, tol=0, random_state=0)
     assert res.status == "time_limit" and 1 <= res.n_iter < 10_000
 
 
-def test_sigint_returns_interrupted_result_with_weights():
+@METHODS
+def test_sigint_returns_interrupted_result_with_weights(batch_size):
     X, y = blobs()
 
     def cb(info):
         if info["iteration"] == 2:
             os.kill(os.getpid(), signal.SIGINT)
 
-    res = train_admm(X, y, hidden=(8,), max_iter=10, callback=cb, random_state=0)
+    res = _fit(batch_size, X, y, hidden=(8,), max_iter=10, callback=cb, random_state=0)
     assert res.status == "interrupted" and res.n_iter == 2
     assert res.predict(X).shape == y.shape and res.state is not None
 
 
-def test_divergence_keeps_last_finite_weights(monkeypatch):
+@METHODS
+def test_divergence_keeps_last_finite_weights(monkeypatch, batch_size):
     X, y = blobs()
     from fastadmm import _kernels_numpy
 
-    calls = {"n": 0}
+    poison = {"on": False}  # from the first output update after iteration 2
     original = _kernels_numpy.output_z_update
 
     def poisoned(yy, m, lam, beta, loss, step, z_out):
-        calls["n"] += 1
         out = original(yy, m, lam, beta, loss, step, z_out)
-        if calls["n"] == 3:
+        if poison["on"]:
             z_out[0] = np.nan
             return (float("nan"),) + tuple(out[1:])
         return out
 
+    def after(info):
+        poison["on"] = info["iteration"] == 2
+
     monkeypatch.setattr(_kernels_numpy, "output_z_update", poisoned)
-    with pytest.warns(fastadmm.DivergenceWarning, match="ridge"):
-        res = train_admm(X, y, hidden=(8,), max_iter=10, backend="numpy", random_state=0)
+    # the advice names settings of the method that diverged
+    with pytest.warns(fastadmm.DivergenceWarning, match="ridge" if batch_size is None else "prox") as caught:
+        res = _fit(batch_size, X, y, hidden=(8,), max_iter=10, backend="numpy", random_state=0, callback=after)
+    if batch_size is not None:
+        assert "ridge" not in str(caught[0].message) and "initialization" not in str(caught[0].message)
     # the weights kept are those of iteration 2, and n_iter says so (not the failed iteration 3)
     assert res.status == "diverged" and res.n_iter == len(res.history["iteration"]) == 2
     assert all(np.isfinite(W).all() for W in res.weights)

