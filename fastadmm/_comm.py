@@ -35,6 +35,12 @@ import numpy as np
 _ABORT_PAUSE = 0.2  # seconds between the error line and MPI_Abort (see MPIComm.abort)
 
 
+def message_line(exc: BaseException) -> str:
+    """An exception's message on one line (its lines joined by spaces), or its type's name if it has none."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
 def one_line(exc: BaseException) -> str:
     """``Type: message`` of an exception on one line."""
     text = " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())

@@ -167,12 +167,14 @@ def test_to_argv():
 
 
 def test_fit_bytes_counts_the_big_arrays():
+    from fastadmm import _memory
+
     sizes = [784, 100, 1]
     w = 100 * 785 + 1 * 101
-    admm = training.fit_bytes("admm", 1000, 10, sizes, 8)
+    admm = _memory.fit_bytes("admm", 1000, 10, sizes, 8)
     assert admm == 8 * (w + 1000 * (2 * 101 + 1) + 2 * (784**2 + 100**2) + 10 * 784 * 2)
-    gd = training.fit_bytes("gd", 1000, 10, sizes, 4)
+    gd = _memory.fit_bytes("gd", 1000, 10, sizes, 4)
     assert gd == 4 * (4 * w + 2 * 1000 * 101 + 10 * 784 * 2)
-    assert training.fit_bytes("sgd", 1000, 10, sizes, 4, batch=10) < gd
-    huge = training.fit_bytes("admm", 4839, 2115, [784, 100_000_000, 1], 8)
+    assert _memory.fit_bytes("sgd", 1000, 10, sizes, 4, batch=10) < gd
+    huge = _memory.fit_bytes("admm", 4839, 2115, [784, 100_000_000, 1], 8)
     assert huge > 2**50  # petabytes: refused before allocating

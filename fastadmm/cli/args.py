@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import textwrap
 from pathlib import Path
+
+from .. import _losses, _settings
+from .._settings import ADMMSettings
+from ..sgd import DEFAULT_LR, DEFAULT_MAX_ITER, MEASURED_BATCH_SIZE
 
 PROG = "python -m fastadmm.mnist"
 DEFAULT_OUT = "fastadmm-mnist-out"
 DEFAULT_CLASSES = (0, 1)
 DEFAULT_HIDDEN = (100, 50, 10)  # the report's net (two to nine digits)
 DEFAULT_HIDDEN_ALL = (300,)  # ten digits: the net of docs/ABLATION.md's headline (ADMM 96.9 %, Adam 97.2-97.4 %)
-DEFAULT_ITERATIONS = 20  # ADMM reaches 99 % test accuracy on MNIST 0/1 after 5-9 iterations
-DEFAULT_BATCH = 64  # minibatch of sgd and adam (sgd.py's measured default)
+DEFAULT_BATCH = MEASURED_BATCH_SIZE  # minibatch of sgd and adam: the one their step sizes were measured with
+# Every method computes in float64 unless --dtype says otherwise: the report's precision, and one type for
+# every method of the table, so that its seconds compare like with like (train_admm's own default for
+# mini-batch ADMM is float32, DTYPE_WHY below says so in --help).
+DEFAULT_DTYPE = "float64"
+DTYPE_WHY = ("float64, the report's, for every method alike so that the table's seconds compare like with like; "
+             f"train_admm's own default for mini-batch ADMM is {_settings.MINI_BATCH_DTYPE}")
 # ADMM as in the paper and the course report, whose claims this command checks: the whole training set
 # every iteration ("full"); mini-batch ADMM (train_admm's own default in one process) with a number.
 # ADMM's batch by task: full batch for two digits (the paper's and the course report's algorithm,
@@ -115,10 +123,8 @@ SMOOTHNESS_HELP = (
 
 
 def build_parser() -> Parser:
-    from ..sgd import DEFAULT_LR, DEFAULT_MAX_ITER
-    from .._settings import ADMMSettings
-
-    full, mini = admm_method_defaults(ADMMSettings())
+    full, mini = _settings.FULL_BATCH, _settings.MINI_BATCH
+    defaults = ADMMSettings()
     parser = Parser(
         prog=PROG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -168,17 +174,17 @@ def build_parser() -> Parser:
                             "--classes all: admm sgd adam)")
     model.add_argument("--hidden", nargs="+", type=positive_int, default=None, metavar="N",
                        help="hidden layer sizes (default: 100 50 10, the report's; 300 for --classes all)")
-    model.add_argument("--loss", choices=("mse", "hinge", "cross_entropy"), default="mse",
+    model.add_argument("--loss", choices=_losses.LOSSES, default="mse",
                        help="loss (default: mse, the report's)")
     model.add_argument("--seeds", "--seed", nargs="+", type=seed_int, default=[0], metavar="N",
                        help="seeds: every method runs once per seed (its initialisation and minibatch "
                             "order); the train/test split uses the first (default: 0)")
-    model.add_argument("--dtype", choices=("float32", "float64"), default="float64",
-                       help="floating type of the training (default: float64)")
+    model.add_argument("--dtype", choices=_settings.DTYPES, default=DEFAULT_DTYPE,
+                       help=f"floating type of the training (default: {DTYPE_WHY})")
     admm = parser.add_argument_group("ADMM")
     admm.add_argument("--iterations", type=positive_int, default=None, metavar="N",
-                      help=f"ADMM iterations (default: {DEFAULT_ITERATIONS} full-batch sweeps, or train_admm's "
-                           "default number of epochs for mini-batch ADMM; with --resume: this many more)")
+                      help=f"ADMM iterations (default: train_admm's, {full['max_iter']} full-batch sweeps or "
+                           f"{mini['max_iter']} mini-batch epochs; with --resume: this many more)")
     admm.add_argument("--admm-batch-size", type=admm_batch, default=None, metavar="N|full|auto",
                       help="ADMM samples per update: 'full' = the whole training set every iteration, as in the "
                            "paper and the report (the default for two digits); N = mini-batch ADMM, --iterations "
@@ -190,8 +196,8 @@ def build_parser() -> Parser:
     admm.add_argument("--gamma", type=positive_float, metavar="GAMMA",
                       help=f"penalty of the activation constraints (default: {full['gamma']:g} full batch, "
                            f"{mini['gamma']:g} mini-batch)")
-    admm.add_argument("--backend", choices=("cython", "numba", "numpy"), default=ADMMSettings().backend,
-                      help=f"z-update kernels (default: {ADMMSettings().backend})")
+    admm.add_argument("--backend", choices=_settings.BACKENDS, default=defaults.backend,
+                      help=f"z-update kernels (default: {defaults.backend})")
     admm.add_argument("--checkpoint-every", type=positive_int, metavar="N",
                       help=f"save the ADMM state to OUT/{CHECKPOINT_NAME} every N iterations and at the end "
                            "(several seeds: admm-checkpoint-seed<S>.npz)")
@@ -211,9 +217,9 @@ def build_parser() -> Parser:
     run = parser.add_argument_group("run")
     run.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
                      help=f"folder for curves.png and results.json, created if needed (default: ./{DEFAULT_OUT})")
-    run.add_argument("--threads", type=positive_int, default=1, metavar="N",
-                     help="BLAS (and Numba) threads per process (default: 1, as train_admm and train_sgd: more "
-                          "BLAS threads were 8-15x slower on a busy 2-core machine)")
+    run.add_argument("--threads", type=positive_int, default=defaults.threads, metavar="N",
+                     help=f"BLAS (and Numba) threads per process (default: {defaults.threads}, train_admm's and "
+                          "train_sgd's: more BLAS threads were 8-15x slower on a busy 2-core machine)")
     run.add_argument("--quiet", action="store_true",
                      help="no progress bars or notes (the data line and the table are still printed)")
     run.add_argument("--accuracy-targets", nargs="+", type=fraction, metavar="A",
@@ -238,17 +244,6 @@ def admm_batch(text: str):
         raise argparse.ArgumentTypeError(f"expected 'full', 'auto' or an integer >= 1, got {text!r}") from None
 
 
-def admm_method_defaults(settings) -> tuple[dict, dict]:
-    """(full-batch, mini-batch) measured defaults of beta and gamma, for the help text."""
-    from .. import _settings
-
-    own = {"beta": settings.beta, "gamma": settings.gamma}
-    full = getattr(_settings, "FULL_BATCH", None) or own
-    mini = getattr(_settings, "MINI_BATCH", None) or full
-    return ({k: full[k] if full[k] is not None else float("nan") for k in ("beta", "gamma")},
-            {k: mini[k] if mini[k] is not None else float("nan") for k in ("beta", "gamma")})
-
-
 def parse_classes(tokens) -> tuple[int, ...]:
     """The digits of --classes: 'all', or at least two distinct digits 0..9."""
     if "all" in tokens:
@@ -263,8 +258,6 @@ def parse_classes(tokens) -> tuple[int, ...]:
 
 def check_args(args) -> None:
     """Checks across arguments, and the defaults that depend on the task (filled in here)."""
-    from .. import _losses
-
     args.classes = parse_classes(args.classes)
     kind = task(args.classes)
     methods = list(dict.fromkeys(args.methods or DEFAULT_METHODS[kind]))  # in order, once each
@@ -274,17 +267,12 @@ def check_args(args) -> None:
         args.admm_batch_size = "full" if args.distributed else DEFAULT_ADMM_BATCH[kind]
     if args.hidden is None:
         args.hidden = list(DEFAULT_HIDDEN_ALL if kind == "all" else DEFAULT_HIDDEN)
-    if args.iterations is None:
-        from .._settings import method_defaults
-
-        n_outputs = _losses.n_outputs(len(args.classes), args.loss) if args.loss in _losses.LOSSES else 1
-        args.iterations = (DEFAULT_ITERATIONS if args.admm_batch_size == "full"
-                           else method_defaults(args.admm_batch_size, n_outputs)["max_iter"])
+    if args.iterations is None:  # train_admm's default for the method and the output layer's width
+        batch = None if args.admm_batch_size == "full" else args.admm_batch_size
+        args.iterations = _settings.method_defaults(batch, n_outputs(args))["max_iter"]
     seeds = list(dict.fromkeys(args.seeds))
     if len(seeds) != len(args.seeds):
         raise UsageError(f"--seeds: each seed once, got {' '.join(map(str, args.seeds))}")
-    if args.loss not in _losses.LOSSES:
-        raise UsageError(f"--loss {args.loss}: not available in this fastadmm (losses: {', '.join(_losses.LOSSES)})")
     if args.batch_size is not None and not {"sgd", "adam"} & set(methods):
         raise UsageError("--batch-size applies to sgd and adam (gd uses the full batch); add them to --methods")
     if args.epochs is not None and not {"sgd", "adam"} & set(methods):
@@ -300,13 +288,13 @@ def check_args(args) -> None:
             raise UsageError(f"--resume: no checkpoint file at {args.resume}")
     if args.distributed and "admm" not in methods:
         raise UsageError("--distributed trains ADMM only: keep admm in --methods")
-    if args.admm_batch_size != "full":
-        from .. import ADMMSettings
+    if args.distributed and args.admm_batch_size not in ("full", "auto"):
+        raise UsageError("--admm-batch-size: mini-batch ADMM runs in one process; --distributed is full batch")
 
-        if "batch_size" not in {f.name for f in dataclasses.fields(ADMMSettings)}:
-            raise UsageError("--admm-batch-size: this fastadmm's train_admm has full-batch ADMM only")
-        if args.distributed and args.admm_batch_size != "auto":
-            raise UsageError("--admm-batch-size: mini-batch ADMM runs in one process; --distributed is full batch")
+
+def n_outputs(args) -> int:
+    """Output units of the net for --classes and --loss (fastadmm._losses.n_outputs)."""
+    return _losses.n_outputs(len(args.classes), args.loss)
 
 
 def to_argv(options: dict) -> list:

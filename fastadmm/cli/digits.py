@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .._comm import Communicator, MPIComm
+from .._comm import Communicator, MPIComm, message_line
 from ..data import stratified_split
 from .args import DEFAULT_CLASSES, UsageError
 
@@ -30,11 +30,6 @@ class Digits:
     line: str  # the one short line printed about the data (no URLs)
     info: dict = field(default_factory=dict)  # for results.json (the whole story)
     split: str = ""  # "report", "files" or "stratified"
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    return text or type(exc).__name__
 
 
 def digits_text(classes) -> str:
@@ -101,7 +96,7 @@ def data_error(args, exc: Exception) -> UsageError:
         where = "FASTADMM_DATA"
     else:
         where = "data"
-    return UsageError(f"{where}: {one_line(exc)}")
+    return UsageError(f"{where}: {message_line(exc)}")
 
 
 def _load(args, download: bool):
@@ -111,8 +106,7 @@ def _load(args, download: bool):
 
     try:
         with warnings.catch_warnings():  # the data line says it fell back, and why (in short)
-            if hasattr(data, "DataFallbackWarning"):
-                warnings.simplefilter("ignore", data.DataFallbackWarning)
+            warnings.simplefilter("ignore", data.DataFallbackWarning)
             return data.load_mnist(args.data_dir, download=download, progress=not args.quiet)
     except (OSError, data.DataError, ModuleNotFoundError, MemoryError) as exc:
         raise data_error(args, exc) from None
@@ -126,7 +120,7 @@ def _split(args, mnist):
     except data.DataError as exc:
         raise data_error(args, exc) from None
     except ValueError as exc:
-        raise UsageError(f"--classes: {one_line(exc)}") from None
+        raise UsageError(f"--classes: {message_line(exc)}") from None
 
 
 def _check_widths(args, mnist, X_tr, X_te) -> None:
@@ -162,15 +156,14 @@ def data_info(mnist, args, how, n_train, n_test) -> dict:
 
 
 def world() -> Communicator:
-    """MPI.COMM_WORLD as a :class:`fastadmm._comm.Communicator` (UsageError naming the install without mpi4py)."""
+    """fastadmm.distributed.world() as a :class:`fastadmm._comm.Communicator` (UsageError, naming the
+    install, without mpi4py)."""
+    from .. import distributed
+
     try:
-        from mpi4py import MPI
+        return MPIComm(distributed.world())
     except ImportError as exc:
-        raise UsageError(
-            f"--distributed needs mpi4py and an MPI library ({exc}): install fastadmm[mpi] "
-            "(pip install 'fastadmm[mpi]') and start with mpiexec -n K"
-        ) from None
-    return MPIComm(MPI.COMM_WORLD)
+        raise UsageError(f"--distributed: {message_line(exc)}") from None
 
 
 def agree(ranks: Communicator, step: Callable):

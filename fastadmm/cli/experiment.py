@@ -19,9 +19,10 @@ import numpy as np
 
 from . import training
 from .args import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, UsageError, build_parser, check_args,
-                   to_argv)
-from .._comm import Communicator, SingleProcess
-from .digits import Digits, agree, load_digits, load_digits_distributed, one_line, world
+                   n_outputs, to_argv)
+from .. import _threads
+from .._comm import Communicator, SingleProcess, message_line
+from .digits import Digits, agree, load_digits, load_digits_distributed, world
 from .plots import plot_curves
 from .report import (aggregate, definitions, footer, format_table, jsonable, summarize, write_results,
                      zero_output_loss)
@@ -106,9 +107,11 @@ def prepare_out(path) -> Path:
 
 
 def _versions() -> dict:
-    names = ("fastadmm", "numpy", "scipy", "numba", "Cython", "threadpoolctl", "matplotlib", "tqdm", "mlxtend",
-             "pooch", "mpi4py")
-    out = {"python": platform.python_version(), "platform": platform.platform()}
+    """The versions of this fastadmm (its own __version__), Python and the installed dependencies."""
+    from .. import __version__
+
+    names = ("numpy", "scipy", "numba", "Cython", "threadpoolctl", "matplotlib", "tqdm", "mlxtend", "pooch", "mpi4py")
+    out = {"python": platform.python_version(), "platform": platform.platform(), "fastadmm": __version__}
     for name in names:
         try:
             out[name] = importlib.metadata.version(name)
@@ -173,16 +176,13 @@ class Experiment:
     def train(self) -> None:
         args = self.args
         methods = list(args.methods)
-        if "adam" in methods and not training.adam_available():
-            self.skipped["adam"] = "not run: this fastadmm's train_sgd has no optimizer='adam' yet"
-            methods.remove("adam")
         if args.distributed:
             for m in methods[:]:
                 if m != "admm":
                     self.skipped[m] = "not run: --distributed trains ADMM only (run without it for the comparison)"
                     methods.remove(m)
         self.signals.mode = "train"
-        with training.thread_limits(args.threads):
+        with _threads.limited(args.threads):
             for seed in args.seeds:
                 for method in methods:
                     if self.stopping:
@@ -208,7 +208,7 @@ class Experiment:
         try:
             return step()
         except (ValueError, TypeError, ImportError) as exc:
-            raise UsageError(one_line(exc)) from None
+            raise UsageError(message_line(exc)) from None
         except MemoryError:
             raise UsageError(f"--hidden {' '.join(map(str, self.args.hidden))}: out of memory during the fit; "
                              "give smaller layers") from None
@@ -273,7 +273,7 @@ class Experiment:
                                            targets=args.accuracy_targets))
             written.append(write_results(self.out, self.report))
         except OSError as exc:
-            print(f"{PROG}: error: could not write the results to {self.out}: {one_line(exc)}", file=sys.stderr)
+            print(f"{PROG}: error: could not write the results to {self.out}: {message_line(exc)}", file=sys.stderr)
             return EXIT_FAILED
         if args.checkpoint_every:
             written += sorted({training.checkpoint_path(args, self.out, s) for _, s, _ in self.runs})
@@ -285,7 +285,7 @@ class Experiment:
         what = "all ten digits" if len(args.classes) == 10 else "digits " + " ".join(map(str, args.classes))
         seeds = (f"seed {args.seeds[0]}" if len(args.seeds) == 1 else
                  f"{len(args.seeds)} seeds: median, band min-max")
-        net = "-".join(map(str, [self.digits.X_train.shape[1], *args.hidden, training.n_outputs(args)]))
+        net = "-".join(map(str, [self.digits.X_train.shape[1], *args.hidden, n_outputs(args)]))
         return (f"MNIST {what}, {d.get('n_train', 0):,} train / {d.get('n_test', 0):,} test, {net}, {args.loss}, "
                 f"{seeds}")
 
@@ -333,7 +333,7 @@ def _main(argv, signals: Signals) -> int:
     except UsageError as exc:
         return _usage(exc) if ranks.root else EXIT_USAGE
     except DataError as exc:  # raised outside the loaders' own handling: still a data problem
-        return _usage(UsageError(f"data: {one_line(exc)}")) if ranks.root else EXIT_USAGE
+        return _usage(UsageError(f"data: {message_line(exc)}")) if ranks.root else EXIT_USAGE
     except KeyboardInterrupt:  # loading, a trainer's own second Ctrl-C, or a third signal
         return experiment.finish("interrupted")
     return experiment.finish("interrupted" if experiment.stopping else "done")

@@ -1,11 +1,9 @@
-"""One fit of one method for one seed, as the command runs it: progress bar, warnings collected,
-thread limits, and the memory a fit would need, checked before anything is allocated."""
+"""One fit of one method for one seed, as the command runs it: progress bar, warnings collected, and
+the memory a fit would need (fastadmm._memory), checked before anything is allocated."""
 
 from __future__ import annotations
 
 import contextlib
-import inspect
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -13,9 +11,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .args import DEFAULT_BATCH, UsageError
-from .._comm import Communicator
-from .digits import Digits, one_line
+from .args import DEFAULT_BATCH, UsageError, n_outputs
+from .. import _memory
+from .._comm import Communicator, message_line
+from .digits import Digits
 from .report import finite
 
 
@@ -57,76 +56,8 @@ def record_warnings(sink: list):
             sink.extend(f"{w.category.__name__}: {w.message}" for w in caught)
 
 
-@contextlib.contextmanager
-def thread_limits(threads: Optional[int]):
-    """BLAS threads (threadpoolctl) and Numba threads for the whole run, when --threads is given."""
-    if threads is None:
-        yield
-        return
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        with threadpool_limits(limits=threads):
-            yield
-    finally:
-        numba.set_num_threads(previous)
-
-
 # --------------------------------------------------------------------------------------------------
 # Memory, before allocating
-
-
-def fit_bytes(method: str, n_train: int, n_test: int, sizes, itemsize: int, batch: Optional[int] = None) -> int:
-    """A lower bound of the bytes one fit's arrays take (``sizes``: inputs, hidden..., outputs).
-
-    ADMM (ALGORITHM.md): the weights W_l, a_l and z_l for every layer and training image, the
-    multipliers lam of the output layer, and per layer the Gram matrix of its input and its inverse.
-    Gradient methods: weights, gradient and velocity (Adam: two moments), and the activations and
-    back-propagated errors of a batch (the full training set for gd). Both evaluate the test set.
-    """
-    weights = sum(sizes[l] * (sizes[l - 1] + 1) for l in range(1, len(sizes)))
-    units = sum(sizes[1:])
-    widest = max(sizes)
-    if method == "admm":  # batch: mini-batch ADMM keeps a, z and lam for its batch only
-        rows = n_train if batch is None else batch
-        count = weights + rows * (2 * units + sizes[-1]) + 2 * sum(s * s for s in sizes[:-1])
-    else:
-        rows = n_train if batch is None else batch
-        count = 4 * weights + 2 * rows * units
-    count += min(n_test, 8192) * widest * 2  # evaluation in blocks of at most 8,192 rows
-    return count * itemsize
-
-
-def n_outputs(args) -> int:
-    """Output units of the net: one per class, except one for two classes with mse or hinge."""
-    n = len(args.classes)
-    return n if args.loss == "cross_entropy" or n > 2 else 1
-
-
-def available_bytes() -> Optional[int]:
-    """Memory the system can give now (MemAvailable), else the physical memory; None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def gib(n: float) -> str:
-    """Bytes in the largest binary unit up to PiB that keeps the number >= 1."""
-    for power, unit in ((50, "PiB"), (40, "TiB"), (30, "GiB")):
-        if n >= 2**power:
-            return f"{n / 2**power:,.1f} {unit}"
-    return f"{n / 2**20:,.0f} MiB"
 
 
 def check_memory(args, digits: Digits, ranks: Communicator) -> None:
@@ -135,34 +66,18 @@ def check_memory(args, digits: Digits, ranks: Communicator) -> None:
     itemsize = np.dtype(args.dtype).itemsize
     batch = args.batch_size or DEFAULT_BATCH
     admm_batch = args.admm_batch_size if isinstance(args.admm_batch_size, int) else None
-    need = max(fit_bytes(m, digits.X_train.shape[0], digits.X_test.shape[0], sizes, itemsize,
-                         admm_batch if m == "admm" else None if m == "gd" else batch) for m in args.methods)
-    have = available_bytes()
+    need = max(_memory.fit_bytes(m, digits.X_train.shape[0], digits.X_test.shape[0], sizes, itemsize,
+                                 admm_batch if m == "admm" else None if m == "gd" else batch) for m in args.methods)
+    have = _memory.available_bytes()
     if have is not None and need > have:
         raise UsageError(
-            f"--hidden {' '.join(map(str, args.hidden))}: one fit needs at least {gib(need)} of memory "
-            f"({digits.X_train.shape[0]:,} training images, {args.dtype}); {gib(have)} is available"
+            f"--hidden {' '.join(map(str, args.hidden))}: one fit needs at least {_memory.gib(need)} of memory "
+            f"({digits.X_train.shape[0]:,} training images, {args.dtype}); {_memory.gib(have)} is available"
             + (" on this rank" if ranks.size > 1 else "") + ": give smaller layers")
 
 
 # --------------------------------------------------------------------------------------------------
 # The fits
-
-
-def admm_has_batches() -> bool:
-    """Whether this fastadmm's train_admm has mini-batch ADMM (ADMMSettings.batch_size)."""
-    import dataclasses
-
-    from .. import ADMMSettings
-
-    return "batch_size" in {f.name for f in dataclasses.fields(ADMMSettings)}
-
-
-def adam_available() -> bool:
-    """Whether this fastadmm's train_sgd has optimizer="adam" (added alongside this command)."""
-    from .. import train_sgd
-
-    return "optimizer" in inspect.signature(train_sgd).parameters
 
 
 def iterations(args, method: str) -> int:
@@ -192,10 +107,8 @@ def train_admm_run(args, digits: Digits, ranks: Communicator, out: Path, init, n
     label = "ADMM" if len(args.seeds) == 1 else f"ADMM s{seed}"
     progress = Progress(label, args.iterations, enabled=ranks.root and not args.quiet, stop=stop)
     extra = {name: value for name, value in (("beta", args.beta), ("gamma", args.gamma)) if value is not None}
-    if args.admm_batch_size != "full":
-        extra["batch_size"] = args.admm_batch_size
-    elif admm_has_batches():
-        extra["batch_size"] = None  # full batch, as in the paper and the report
+    # "full": the whole training set every iteration, as in the paper and the report
+    extra["batch_size"] = None if args.admm_batch_size == "full" else args.admm_batch_size
     try:
         with record_warnings(notes):
             return train_admm(
@@ -216,8 +129,6 @@ def train_gradient_run(method: str, args, digits: Digits, notes: list, seed: int
 
     extra = {}
     if method == "adam":
-        if not adam_available():
-            raise RuntimeError("adam needs train_sgd(optimizer='adam'), which this fastadmm does not have yet")
         extra["optimizer"] = "adam"
     batch = None if method == "gd" else (args.batch_size or DEFAULT_BATCH)
     total = iterations(args, method)
@@ -248,7 +159,7 @@ def load_init(args, ranks: Communicator):
     try:
         init = load(path)
     except (OSError, CheckpointError) as exc:
-        raise UsageError(f"--resume: {one_line(exc)}") from None
+        raise UsageError(f"--resume: {message_line(exc)}") from None
     if init.method != "admm" or init.state is None:
         raise UsageError(f"--resume: {path} is not an ADMM checkpoint with its state (method {init.method!r})")
     return init
