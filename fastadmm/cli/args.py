@@ -16,13 +16,15 @@ DEFAULT_OUT = "fastadmm-mnist-out"
 DEFAULT_CLASSES = (0, 1)
 DEFAULT_HIDDEN = (100, 50, 10)  # the report's net (two to nine digits)
 DEFAULT_HIDDEN_ALL = (300,)  # ten digits: the net of docs/ABLATION.md's headline (ADMM 96.9 %, Adam 97.2-97.4 %)
+# Full-batch ADMM runs the report's 20 sweeps unless --iterations says otherwise (train_admm's own default
+# is FULL_BATCH["max_iter"]); mini-batch ADMM runs train_admm's default number of epochs.
+REPORT_ITERATIONS = 20
 DEFAULT_BATCH = MEASURED_BATCH_SIZE  # minibatch of sgd and adam: the one their step sizes were measured with
-# Every method computes in float64 unless --dtype says otherwise: the report's precision, and one type for
-# every method of the table, so that its seconds compare like with like (train_admm's own default for
-# mini-batch ADMM is float32, DTYPE_WHY below says so in --help).
+# Every method computes in float64 unless --dtype says otherwise: one type for every method of the table,
+# so that its accuracies and seconds compare like with like (DTYPE_WHY says so in --help).
 DEFAULT_DTYPE = "float64"
-DTYPE_WHY = ("float64, the report's, for every method alike so that the table's seconds compare like with like; "
-             f"train_admm's own default for mini-batch ADMM is {_settings.MINI_BATCH_DTYPE}")
+DTYPE_WHY = ("float64 for every method alike, so that the table compares like with like; train_admm's own "
+             f"default for mini-batch ADMM is {_settings.MINI_BATCH_DTYPE}")
 # ADMM as in the paper and the course report, whose claims this command checks: the whole training set
 # every iteration ("full"); mini-batch ADMM (train_admm's own default in one process) with a number.
 # ADMM's batch by task: full batch for two digits (the paper's and the course report's algorithm,
@@ -183,8 +185,9 @@ def build_parser() -> Parser:
                        help=f"floating type of the training (default: {DTYPE_WHY})")
     admm = parser.add_argument_group("ADMM")
     admm.add_argument("--iterations", type=positive_int, default=None, metavar="N",
-                      help=f"ADMM iterations (default: train_admm's, {full['max_iter']} full-batch sweeps or "
-                           f"{mini['max_iter']} mini-batch epochs; with --resume: this many more)")
+                      help=f"ADMM iterations (default: {REPORT_ITERATIONS} full-batch sweeps, the report's, where "
+                           f"train_admm's own default is {full['max_iter']}; for mini-batch ADMM train_admm's "
+                           f"default epochs, {mini['max_iter']}; with --resume: this many more)")
     admm.add_argument("--admm-batch-size", type=admm_batch, default=None, metavar="N|full|auto",
                       help="ADMM samples per update: 'full' = the whole training set every iteration, as in the "
                            "paper and the report (the default for two digits); N = mini-batch ADMM, --iterations "
@@ -267,9 +270,9 @@ def check_args(args) -> None:
         args.admm_batch_size = "full" if args.distributed else DEFAULT_ADMM_BATCH[kind]
     if args.hidden is None:
         args.hidden = list(DEFAULT_HIDDEN_ALL if kind == "all" else DEFAULT_HIDDEN)
-    if args.iterations is None:  # train_admm's default for the method and the output layer's width
-        batch = None if args.admm_batch_size == "full" else args.admm_batch_size
-        args.iterations = _settings.method_defaults(batch, n_outputs(args))["max_iter"]
+    if args.iterations is None:  # the report's for full batch, else train_admm's for the output layer's width
+        args.iterations = (REPORT_ITERATIONS if args.admm_batch_size == "full"
+                           else _settings.method_defaults(args.admm_batch_size, n_outputs(args))["max_iter"])
     seeds = list(dict.fromkeys(args.seeds))
     if len(seeds) != len(args.seeds):
         raise UsageError(f"--seeds: each seed once, got {' '.join(map(str, args.seeds))}")
