@@ -358,13 +358,21 @@ class ADMMSettings:
 
     def resolved(self, distributed: bool = False, n_outputs: int = 10, loss: str = "mse") -> "ADMMSettings":
         """A copy with every None / "auto" replaced by the chosen method's measured default for a net
-        with `n_outputs` output units and this loss (see method_defaults)."""
+        with `n_outputs` output units and this loss (see method_defaults).  ValueError for settings
+        that do not go together: a field of the other method (check_method_fields), mini-batches
+        over MPI or without intercept, output_refit with another loss than mse, train_metrics
+        "running" or an initialization of the other method."""
         values = self.for_comm(distributed).as_dict()
         batch_size = values["batch_size"]
         defaults = method_defaults(batch_size, n_outputs)
         if batch_size == "auto":
             values["batch_size"] = defaults["batch_size"]
         check_method_fields(self, batch_size)
+        if batch_size is not None and distributed:
+            raise ValueError("batch_size is not supported with comm= yet; run mini-batch ADMM in one process "
+                             "(or the full-batch method, batch_size=None, over MPI)")
+        if batch_size is not None and not self.intercept:
+            raise ValueError("batch_size gives every layer a bias; it needs intercept=True")
         for name in PRESET_FIELDS[1:]:  # batch_size is done above
             if values[name] is None:
                 values[name] = defaults.get(name, FIELD_FALLBACK.get(name))

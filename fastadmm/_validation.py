@@ -466,11 +466,6 @@ def check_admm(X, y, *, X_test, y_test, hidden, loss, max_iter, random_state, ca
         if max_iter is None:
             max_iter = _settings.method_defaults(settings.batch_size, n_out)["max_iter"]
         X_test, y_test_index = check_test(X_test, y_test, classes, X.shape[1], X.dtype)
-        if minibatch and comm.distributed:
-            raise ValueError("batch_size is not supported with comm= yet; run mini-batch ADMM in one process "
-                             "(or the full-batch method, batch_size=None, over MPI)")
-        if minibatch and not settings.intercept:
-            raise ValueError("batch_size gives every layer a bias; it needs intercept=True")
         check_memory(sizes, X.shape[0], 0 if X_test is None else X_test.shape[0], dtype, settings.batch_size, hidden)
         check_init(init, sizes, loss, classes, settings, dtype, X, y_index)
     except (TypeError, ValueError) as exc:

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 from .. import _losses, _settings
+from .._comm import message_line
 from .._settings import ADMMSettings
 from ..sgd import DEFAULT_LR, DEFAULT_MAX_ITER, MEASURED_BATCH_SIZE
 
@@ -291,8 +292,19 @@ def check_args(args) -> None:
             raise UsageError(f"--resume: no checkpoint file at {args.resume}")
     if args.distributed and "admm" not in methods:
         raise UsageError("--distributed trains ADMM only: keep admm in --methods")
-    if args.distributed and args.admm_batch_size not in ("full", "auto"):
-        raise UsageError("--admm-batch-size: mini-batch ADMM runs in one process; --distributed is full batch")
+    if "admm" in methods:  # the library's rules across ADMM's settings, before any data is read
+        try:
+            admm_settings(args).resolved(args.distributed, n_outputs(args), args.loss)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"ADMM settings: {message_line(exc)}") from None
+
+
+def admm_settings(args) -> ADMMSettings:
+    """train_admm's settings for the command's arguments (the rest: train_admm's defaults)."""
+    batch_size = None if args.admm_batch_size == "full" else args.admm_batch_size
+    given = {"beta": args.beta, "gamma": args.gamma}
+    return ADMMSettings(batch_size=batch_size, backend=args.backend, dtype=args.dtype, threads=args.threads,
+                        train_metrics="full", **{k: v for k, v in given.items() if v is not None})
 
 
 def n_outputs(args) -> int:

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .args import DEFAULT_BATCH, UsageError, n_outputs
+from .args import DEFAULT_BATCH, UsageError, admm_settings, n_outputs
 from .. import _memory
 from .._comm import Communicator, message_line
 from .digits import Digits
@@ -106,17 +106,13 @@ def train_admm_run(args, digits: Digits, ranks: Communicator, out: Path, init, n
 
     label = "ADMM" if len(args.seeds) == 1 else f"ADMM s{seed}"
     progress = Progress(label, args.iterations, enabled=ranks.root and not args.quiet, stop=stop)
-    extra = {name: value for name, value in (("beta", args.beta), ("gamma", args.gamma)) if value is not None}
-    # "full": the whole training set every iteration, as in the paper and the report
-    extra["batch_size"] = None if args.admm_batch_size == "full" else args.admm_batch_size
     try:
         with record_warnings(notes):
             return train_admm(
                 digits.X_train, digits.y_train, hidden=tuple(args.hidden), loss=args.loss,
                 max_iter=args.iterations, X_test=digits.X_test, y_test=digits.y_test, random_state=seed,
                 init=init, callback=progress, comm=ranks.comm, checkpoint=checkpoint_path(args, out, seed),
-                checkpoint_every=args.checkpoint_every or 10, backend=args.backend, dtype=args.dtype,
-                threads=args.threads, train_metrics="full", **extra,
+                checkpoint_every=args.checkpoint_every or 10, settings=admm_settings(args),
             )
     finally:
         progress.close()
