@@ -49,7 +49,8 @@ def test_resume_from_file_equals_uninterrupted_run(tmp_path, method):
     assert resumed.history["objective"] == full.history["objective"]
 
 
-def test_checkpoints_are_written_during_training(tmp_path):
+@pytest.mark.parametrize("batch_size", [None, "auto"], ids=["full", "mini"])
+def test_checkpoints_are_written_during_training(tmp_path, batch_size):
     X, y = data()
     seen = []
 
@@ -57,7 +58,7 @@ def test_checkpoints_are_written_during_training(tmp_path):
         if (tmp_path / "ck.npz").exists():
             seen.append((info["iteration"], fastadmm.load(tmp_path / "ck.npz").n_iter))
 
-    res = train_admm(X, y, hidden=(6,), max_iter=5, random_state=0, tol=0,
+    res = train_admm(X, y, hidden=(6,), max_iter=5, random_state=0, tol=0, batch_size=batch_size,
                      checkpoint=tmp_path / "ck.npz", checkpoint_every=2, callback=cb)
     assert seen[0] == (2, 2) and seen[-1] == (5, 4)
     final = fastadmm.load(tmp_path / "ck.npz")
