@@ -1,8 +1,9 @@
 """Every setting of an ADMM fit, with its default and the reason for it.
 
-The defaults are the ones measured to work (see README, "Training that works");
-``ADMMSettings.paper()`` gives the algorithm exactly as Taylor et al. (2016)
-published it.
+The defaults are the ones measured to work (docs/ABLATION.md); ``ADMMSettings.paper()`` gives the
+algorithm exactly as Taylor et al. (2016) published it.  Per-method resolution (``resolved``) and the
+rules across settings live here: which fields each method uses (FULL_BATCH_ONLY, MINI_BATCH_ONLY),
+which a resumed fit may change (RESUME_FREE), and the divergence advice of each method.
 """
 
 from __future__ import annotations
