@@ -102,9 +102,10 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
-    coefs_ : list of weight matrices, ``coefs_[l]`` of shape (n_{l+1}, n_l) (no biases; with
-        ``intercept`` the last column of ``coefs_[0]`` multiplies a constant input 1).  With early
-        stopping, those of the best validation accuracy.
+    coefs_ : list of weight matrices, ``coefs_[l]`` of shape (n_{l+1}, n_l), or (n_{l+1}, n_l + 1)
+        for a layer with a bias, whose last column multiplies a constant input 1: every layer of
+        mini-batch ADMM (the default), the first layer of full-batch ADMM with ``intercept``.  With
+        early stopping, those of the best validation accuracy.
     classes_ : class labels.
     n_iter_ : ADMM iterations run.
     loss_curve_ : mean training loss per sample, per iteration (ADMMSettings.train_metrics: by
