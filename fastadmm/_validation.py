@@ -122,8 +122,8 @@ def check_y(y, n_samples, name="y", min_classes=2):
             raise ValueError(f"{name} contains NaN or infinity; remove those samples")
         if not np.all(y == np.round(y)):
             raise ValueError(
-                f"{name} holds continuous values, but fastadmm trains classifiers with losses "
-                "'mse' and 'hinge' on class labels; pass integer or string class labels"
+                f"{name} holds continuous values, but fastadmm trains classifiers (losses "
+                f"{', '.join(map(repr, _losses.LOSSES))}) on class labels; pass integer or string class labels"
             )
     classes, y_index = np.unique(y, return_inverse=True)
     if classes.shape[0] < min_classes:
