@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+import numpy as np
+
 
 def fit_bytes(method: str, n_train: int, n_test: int, sizes, itemsize: int, batch: Optional[int] = None) -> int:
     """A lower bound of the bytes one fit's arrays take (``sizes``: inputs, hidden..., outputs).
@@ -47,3 +49,14 @@ def gib(n: float) -> str:
         if n >= 2**power:
             return f"{n / 2**power:,.1f} {unit}"
     return f"{n / 2**20:,.0f} MiB"
+
+
+def check_fit(sizes, n_rows, n_test, dtype, batch_size, hidden) -> None:
+    """ValueError naming `hidden` when an ADMM fit's arrays (fit_bytes) cannot fit in the memory
+    available now; nothing is refused where that is unknown."""
+    need = fit_bytes("admm", n_rows, n_test, sizes, np.dtype(dtype).itemsize, batch_size)
+    have = available_bytes()
+    if have is not None and need > have:
+        net = "-".join(map(str, sizes))
+        raise ValueError(f"hidden={hidden!r}: the fit needs at least {gib(need)} of memory (weights and state of "
+                         f"{net} units, {np.dtype(dtype).name}); {gib(have)} is available: give smaller layers")

@@ -339,16 +339,6 @@ def check_magnitude(X, scan, dtype) -> None:
                          f"X / np.abs(X).max(){wider}")
 
 
-def check_memory(sizes, n_rows, n_test, dtype, batch_size, hidden) -> None:
-    """ValueError naming `hidden` when the fit's arrays cannot fit in the memory available now."""
-    need = _memory.fit_bytes("admm", n_rows, n_test, sizes, np.dtype(dtype).itemsize, batch_size)
-    have = _memory.available_bytes()
-    if have is not None and need > have:
-        raise ValueError(f"hidden={hidden!r}: the fit needs at least {_memory.gib(need)} of memory (weights and "
-                          f"state of {sizes[0]}-{'-'.join(map(str, sizes[1:]))} units, {np.dtype(dtype).name}); "
-                          f"{_memory.gib(have)} is available: give smaller layers")
-
-
 def fingerprint(X, y_index) -> str:
     """A cheap digest of this rank's training rows (shape, labels, every 64th-or-so row), kept with a
     Result so that resuming on other data of the same size is refused."""
@@ -466,7 +456,8 @@ def check_admm(X, y, *, X_test, y_test, hidden, loss, max_iter, random_state, ca
         if max_iter is None:
             max_iter = _settings.method_defaults(settings.batch_size, n_out)["max_iter"]
         X_test, y_test_index = check_test(X_test, y_test, classes, X.shape[1], X.dtype)
-        check_memory(sizes, X.shape[0], 0 if X_test is None else X_test.shape[0], dtype, settings.batch_size, hidden)
+        n_test = 0 if X_test is None else X_test.shape[0]
+        _memory.check_fit(sizes, X.shape[0], n_test, dtype, settings.batch_size, hidden)
         check_init(init, sizes, loss, classes, settings, dtype, X, y_index)
     except (TypeError, ValueError) as exc:
         error = exc
