@@ -14,8 +14,9 @@ import warnings
 from types import ModuleType
 from typing import Optional
 
-from . import _kernel_api
+from . import _kernel_api, _updates_api
 from ._kernel_api import KERNEL_ABI  # the Cython build's must equal it (tests read it here too)
+from ._updates_api import UPDATES_ABI  # fastadmm._updates' must equal it
 from ._settings import BACKENDS
 
 _REBUILD = (
@@ -87,21 +88,20 @@ def get(backend: str) -> ModuleType:
     return module
 
 
-UPDATES_ABI = 1  # the signatures of fastadmm._updates that _minibatch and _inputs call
-
-
 @functools.lru_cache(maxsize=1)
 def updates() -> Optional[ModuleType]:
     """fastadmm._updates (mini-batch ADMM's compiled updates, gather and the boundary's column scan),
-    or None: then their NumPy versions run (a source checkout without the build, or a stale build,
-    which warns once)."""
+    checked against the API declared in ``_updates_api``, or None: then their NumPy versions run (a
+    source checkout without the build, or a stale build, which warns once)."""
     try:
         module = importlib.import_module("fastadmm._updates")
     except ImportError:
         return None
-    if getattr(module, "UPDATES_ABI", None) != UPDATES_ABI:
-        warnings.warn("fastadmm._updates is a stale build (another ABI); mini-batch ADMM and the input scan fall back "
-                      "to their slower NumPy versions. " + _REBUILD.split(";")[0] + ".", RuntimeWarning, stacklevel=2)
+    found = _updates_api.problems(module, signatures=False)
+    if found:
+        warnings.warn(f"fastadmm._updates is a stale build ({'; '.join(found)}); mini-batch ADMM and the input scan "
+                      "fall back to their slower NumPy versions. " + _REBUILD.split(";")[0] + ".", RuntimeWarning,
+                      stacklevel=2)
         return None
     return module
 

@@ -6,25 +6,29 @@ file.  No pickle is used, so loading a file never runs code from it.
 
 Loading trusts nothing in the file: each zip member is checked against the zip directory and the
 file's size before anything is allocated, its CRC-32 is verified (so any change to an array's bytes or
-header is caught), the metadata is checked field by field, and the arrays' shapes must chain (weights)
-and agree with each other (the ADMM state).  Every failure is a :class:`CheckpointError` naming the file.
+header is caught), the metadata is checked field by field, the weights' shapes must chain, and the
+state must satisfy the check of its kind (``_state.check``, declared by the step class that wrote it).
+Every failure is a :class:`CheckpointError` naming the file.
+
+The state (``_state``) is stored by its layout only: each array value as the member ``state.<name>``,
+each list of arrays as ``state.<name>.<i>``, and in the metadata ``state = {"kind", "values": the JSON
+values, "arrays": {name: null for an array, or the list's length}}``.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from . import _losses
+from . import _losses, _state
 from ._atomic import atomic_write
 from ._json import from_json, to_json
 
 FORMAT = "fastadmm-result"
-VERSION = 1
+VERSION = 2  # 2: states stored by layout, with their kind (version 1 named each method's arrays)
 
 _MAX_MEMBERS = 10_000  # far more arrays than any network has layers; a guard against a forged directory
 _ARRAY_KINDS = "biufU"  # bool, int, uint, float, str: what a Result holds (never object: no pickle)
@@ -52,24 +56,7 @@ def save(result, path) -> Path:
     arrays = {"classes": classes}
     for i, W in enumerate(result.weights):
         arrays[f"W{i}"] = np.asarray(W)
-    state_meta = None
-    if result.state is not None and "S" in result.state:  # mini-batch: running Grams, no per-sample arrays
-        st = result.state
-        for i, S in enumerate(st["S"]):
-            arrays[f"S{i}"] = np.asarray(S, dtype=np.float64)
-        if np.size(st.get("bias_1", [])):  # center_inputs: W_1's bias for the centred inputs
-            arrays["bias1"] = np.asarray(st["bias_1"])
-        state_meta = {"kind": "minibatch", "beta": st["beta"], "gamma": st["gamma"], "iteration": st["iteration"],
-                      "rng": st["rng"], "n_S": len(st["S"])}
-    elif result.state is not None:
-        st = result.state
-        for i, Z in enumerate(st["Z"]):
-            arrays[f"Z{i}"] = Z
-        for i, A in enumerate(st["A"]):
-            arrays[f"A{i}"] = A
-        arrays["lam"] = st["lam"]
-        state_meta = {"beta": st["beta"], "gamma": st["gamma"], "iteration": st["iteration"],
-                      "n_Z": len(st["Z"]), "n_A": len(st["A"])}
+    state_meta = None if result.state is None else _state_members(result.state, arrays)
     meta = {
         "format": FORMAT, "version": VERSION, "status": str(result.status), "n_iter": result.n_iter,
         "n_weights": len(result.weights), "loss": result.loss, "method": result.method,
@@ -78,6 +65,24 @@ def save(result, path) -> Path:
     }
     arrays["meta"] = np.array(to_json(meta))
     return atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def _state_members(state: dict, arrays: dict) -> dict:
+    """Put the state's arrays into `arrays` (members state.<name>[.<i>]); return its metadata."""
+    values, layout = {}, {}
+    for name, value in state.items():
+        if name == "kind":
+            continue
+        if isinstance(value, np.ndarray):
+            arrays[f"state.{name}"] = value
+            layout[name] = None
+        elif _state.is_array_list(value):
+            for i, item in enumerate(value):
+                arrays[f"state.{name}.{i}"] = item
+            layout[name] = len(value)
+        else:
+            values[name] = value
+    return {"kind": state["kind"], "values": values, "arrays": layout}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -182,10 +187,6 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _check_head(meta, path: Path) -> None:
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path} is not a fastadmm checkpoint (its meta is a JSON {type(meta).__name__}, "
@@ -193,7 +194,8 @@ def _check_head(meta, path: Path) -> None:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a fastadmm checkpoint (format {meta.get('format')!r})")
     if meta.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {meta.get('version')!r}, this fastadmm reads {VERSION}")
+        raise CheckpointError(f"{path} has checkpoint version {meta.get('version')!r}, this fastadmm reads version "
+                              f"{VERSION} only; load it with the fastadmm that wrote it, or fit again")
 
 
 _META_TYPES = {  # key -> (check, what it must be)
@@ -209,21 +211,13 @@ _META_TYPES = {  # key -> (check, what it must be)
     "intercept": (lambda v: isinstance(v, bool), "true or false"),
     "state": (lambda v: v is None or isinstance(v, dict), "null or an object"),
 }
-_STATE_TYPES = {
-    "beta": (lambda v: isinstance(v, list), "a list"),
-    "gamma": (lambda v: isinstance(v, list), "a list"),
-    "iteration": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    "n_Z": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "n_A": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+_STATE_META_TYPES = {
+    "kind": (lambda v: isinstance(v, str), "a string"),
+    "values": (lambda v: isinstance(v, dict), "an object"),
+    "arrays": (lambda v: isinstance(v, dict) and all(n is None or (_is_int(n) and 1 <= n <= _MAX_MEMBERS)
+                                                   for n in v.values()), "an object of null or list lengths"),
 }
-_MINIBATCH_STATE_TYPES = {
-    "beta": (lambda v: isinstance(v, list), "a list"),
-    "gamma": (lambda v: isinstance(v, list), "a list"),
-    "iteration": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    "rng": (lambda v: isinstance(v, dict), "an object (a numpy bit generator's state)"),
-    "n_S": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-}
-# Version-1 files written before the shared JSON codec stored NaN as null and +-inf as strings.
+# Files written before the shared JSON codec stored NaN as null and +-inf as strings.
 _LEGACY = {None: math.nan, "inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 
@@ -233,15 +227,6 @@ def _check_keys(obj: dict, types: dict, where: str, path: Path) -> None:
             raise CheckpointError(f"{path}: the checkpoint's {where} has no {key!r}")
         if not ok(obj[key]):
             raise CheckpointError(f"{path}: the checkpoint's {where}[{key!r}] must be {what}, got {obj[key]!r:.80}")
-
-
-def _number(value, where: str, path: Path) -> float | int:
-    if _is_number(value):
-        return value
-    if isinstance(value, str) or value is None:
-        if value in _LEGACY:
-            return _LEGACY[value]
-    raise CheckpointError(f"{path}: {where} must be a number, got {value!r:.80}")
 
 
 def _legacy(value):
@@ -269,24 +254,11 @@ def _fields(meta: dict, arrays: dict, path: Path) -> dict:
     """The Result's keyword arguments, after checking that the metadata and arrays agree."""
     _check_keys(meta, _META_TYPES, "meta", path)
     n_w, sm = meta["n_weights"], meta["state"]
-    L = n_w
     expected = {"classes", *(f"W{i}" for i in range(n_w))}
-    minibatch = isinstance(sm, dict) and sm.get("kind") == "minibatch"
-    if minibatch:
-        _check_keys(sm, _MINIBATCH_STATE_TYPES, "state", path)
-        if sm["n_S"] != L or len(sm["beta"]) != L or len(sm["gamma"]) != L - 1:
-            raise CheckpointError(f"{path}: the mini-batch state of a {L}-layer network needs {L} Grams, {L} beta "
-                                  f"and {L - 1} gamma values, got {sm['n_S']}, {len(sm['beta'])}, {len(sm['gamma'])}")
-        expected |= {f"S{i}" for i in range(L)} | ({"bias1"} & set(arrays))  # bias1: only with center_inputs
-    elif sm is not None:
-        _check_keys(sm, _STATE_TYPES, "state", path)
-        if sm["n_Z"] != L or sm["n_A"] != L - 1:
-            raise CheckpointError(f"{path}: the state holds {sm['n_Z']} z and {sm['n_A']} a arrays; "
-                                  f"a network of {L} layers has {L} and {L - 1}")
-        for key in ("beta", "gamma"):
-            if len(sm[key]) != L + 1:
-                raise CheckpointError(f"{path}: state[{key!r}] has {len(sm[key])} entries, expected {L + 1}")
-        expected |= {"lam", *(f"Z{i}" for i in range(L)), *(f"A{i}" for i in range(L - 1))}
+    if sm is not None:
+        _check_keys(sm, _STATE_META_TYPES, "state", path)
+        for name, n in sm["arrays"].items():
+            expected |= {f"state.{name}"} if n is None else {f"state.{name}.{i}" for i in range(n)}
     if set(arrays) != expected:
         missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
         raise CheckpointError(f"{path}: its arrays do not match its metadata (missing {missing}, unexpected {extra})")
@@ -312,47 +284,14 @@ def _fields(meta: dict, arrays: dict, path: Path) -> dict:
                               f"units, but W{n_w - 1} has {weights[-1].shape[0]}")
 
     state = None
-    if minibatch:
-        S = [arrays[f"S{i}"] for i in range(L)]
-        for i, (Si, W) in enumerate(zip(S, weights)):
-            if Si.dtype != np.float64 or Si.shape not in ((0, 0), (W.shape[1], W.shape[1])):
-                raise CheckpointError(f"{path}: state array S{i} has shape {Si.shape} and dtype {Si.dtype}; W{i} "
-                                      f"requires float64 of shape {(W.shape[1], W.shape[1])} (or (0, 0))")
+    if sm is not None:
+        state = {"kind": sm["kind"], **sm["values"]}
+        for name, n in sm["arrays"].items():
+            state[name] = arrays[f"state.{name}"] if n is None else [arrays[f"state.{name}.{i}"] for i in range(n)]
         try:
-            np.random.default_rng().bit_generator.state = sm["rng"]
-        except (TypeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path}: the state's 'rng' is not a numpy PCG64 state ({exc})") from None
-        bias_1 = arrays.get("bias1", np.zeros(0))
-        if bias_1.size and (bias_1.ndim != 1 or bias_1.shape[0] != weights[0].shape[0] or bias_1.dtype.kind != "f"):
-            raise CheckpointError(f"{path}: state array bias1 has shape {bias_1.shape} and dtype {bias_1.dtype}; "
-                                  f"W0 requires a float vector of {weights[0].shape[0]} entries")
-        state = {
-            "S": S,
-            "bias_1": bias_1,
-            "beta": [_number(b, "state['beta']", path) for b in sm["beta"]],
-            "gamma": [_number(g, "state['gamma']", path) for g in sm["gamma"]],
-            "iteration": sm["iteration"],
-            "rng": sm["rng"],
-        }
-    elif sm is not None:
-        Z = [arrays[f"Z{i}"] for i in range(L)]
-        A = [arrays[f"A{i}"] for i in range(L - 1)]
-        lam = arrays["lam"]
-        n = Z[0].shape[0] if Z[0].ndim == 2 else -1  # samples: every state array has one row per sample
-        wanted = [(f"Z{i}", Z[i], W.shape[0]) for i, W in enumerate(weights)]
-        wanted += [(f"A{i}", A[i], weights[i].shape[0]) for i in range(L - 1)]
-        wanted += [("lam", lam, weights[-1].shape[0])]
-        for name, array, width in wanted:
-            if array.shape != (n, width) or n < 1 or array.dtype.kind != "f" or array.dtype != Z[0].dtype:
-                raise CheckpointError(
-                    f"{path}: state array {name} has shape {array.shape} and dtype {array.dtype}; the weights and "
-                    f"Z0 ({Z[0].shape}, {Z[0].dtype}) require ({n}, {width}) of Z0's float dtype")
-        state = {
-            "Z": Z, "A": A, "lam": lam,
-            "beta": [_number(b, "state['beta']", path) for b in sm["beta"]],
-            "gamma": [_number(g, "state['gamma']", path) for g in sm["gamma"]],
-            "iteration": sm["iteration"],
-        }
+            _state.check(state, weights)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
     timings = {k: _legacy(v) for k, v in meta["timings"].items()}
     return dict(
         status=meta["status"], n_iter=meta["n_iter"], weights=weights, classes=classes, loss=meta["loss"],

@@ -1,24 +1,10 @@
 """The fit loop of train_admm and train_sgd: evaluation, history, stop rules, status, Ctrl-C, time
 limit, callback, checkpoints and warnings, written once.
 
-A method is a *step object*, its buffers and update steps (no validation, no loop):
-
-* ``iteration``: iterations completed (a resumed fit starts above 0);
-* ``comm``: its communicator (``_comm.SingleProcess`` or ``_comm.MPIComm``);
-* ``X``, ``intercept``: this rank's training rows at the working width, and whether the last
-  column of W_1 multiplies a constant 1;
-* ``sweep(timings)``: one iteration; returns ``(sums, info)``, this rank's numbers to sum over the
-  ranks (a 1-D float array, maybe empty) and what :attr:`Plan.progress` needs besides.  Non-finite
-  numbers raise ``_linalg.NonFiniteError`` (or ``np.linalg.LinAlgError``), on every rank together;
-* ``compact_weights()``: the weights now, at the working width (a snapshot later sweeps leave alone);
-* ``full_width(weights)``: those weights at the user's input width;
-* ``state()``: what a resumed fit needs, or None;
-* optionally ``train_outputs(weights)``: ``(rows, outputs)`` blocks of the network's outputs on
-  ``X``, reusing what the last sweep computed; without it, a plain forward pass is made;
-* optionally ``test_outputs(weights, X_test)``: the same for the held-out rows (mini-batch ADMM: in
-  the fit's dtype, without a compacted copy of X_test); without it, a plain forward pass.
-* with ``Plan.train_metrics == "running"``: ``running_counts()``, this rank's [summed loss, correct
-  predictions] of the last sweep's batches, each from the forward pass that began its step.
+A method is a *step object* (:class:`Step`), its buffers and update steps (no validation, no loop);
+:func:`run` checks a step against the protocol, drives it and returns the Result.  What a resumed
+fit needs is the step's own ``to_state()``, of its ``kind``; ``register_step`` declares a step class
+whose states ``fastadmm.load`` accepts (``_state``), ``from_state`` restores one.
 
 :func:`run` drives one and returns the Result.  In a distributed fit every stop decision is taken on
 globally reduced numbers (one all-reduce per iteration: the sweep's sums, the evaluation counts, the
@@ -52,11 +38,11 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Iterator, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-from . import _linalg, _losses
+from . import _linalg, _losses, _state
 from ._interrupt import deferred_sigint
 from ._result import Result, Status
 
@@ -75,6 +61,85 @@ class DivergenceWarning(RuntimeWarning):
 
 class CheckpointWarning(RuntimeWarning):
     """A checkpoint could not be written; the fit went on and its Result was still returned."""
+
+
+@runtime_checkable
+class Step(Protocol):
+    """What the fit loop needs of a method's step object.
+
+    * ``kind``: the name of its states (``to_state()["kind"]`` in a Result);
+    * ``iteration``: iterations completed (a resumed fit starts above 0);
+    * ``comm``: its communicator (``_comm.SingleProcess`` or ``_comm.MPIComm``);
+    * ``X``, ``intercept``: this rank's training rows at the working width, and whether the last
+      column of W_1 multiplies a constant 1;
+    * ``sweep(timings)``: one iteration; returns ``(sums, info)``, this rank's numbers to sum over the
+      ranks (a 1-D float array, maybe empty) and what :attr:`Plan.progress` needs besides.
+      Non-finite numbers raise ``_linalg.NonFiniteError`` (or ``np.linalg.LinAlgError``), on every
+      rank together;
+    * ``compact_weights()``: the weights now, at the working width (a snapshot later sweeps leave alone);
+    * ``full_width(weights)``: those weights at the user's input width;
+    * ``train_outputs(weights)``, ``test_outputs(weights, X_test)``: ``(rows, outputs)`` blocks of the
+      network's outputs on ``X`` and on held-out rows (``ForwardOutputs`` gives plain forward passes);
+    * ``running_counts()``: this rank's [summed loss, correct predictions] of the last sweep's
+      batches, each from the forward pass that began its step (``Plan.train_metrics == "running"``);
+    * ``to_state()``: what a resumed fit needs (a dict of arrays, lists of arrays and JSON values,
+      without ``kind``), or None; ``from_state(state, weights)`` continues from a Result's state and
+      weights in a step built for the same fit; ``check_state(state, weights)`` (static) raises
+      ValueError for a state it cannot resume.
+    """
+
+    kind: ClassVar[str]
+    iteration: int
+    comm: object
+    X: np.ndarray
+    intercept: bool
+
+    def sweep(self, timings: dict) -> tuple: ...
+
+    def compact_weights(self) -> list: ...
+
+    def full_width(self, weights: list) -> list: ...
+
+    def train_outputs(self, weights: list) -> Iterator: ...
+
+    def test_outputs(self, weights: list, X_test: np.ndarray) -> Iterator: ...
+
+    def running_counts(self) -> tuple: ...
+
+    def to_state(self) -> Optional[dict]: ...
+
+    def from_state(self, state: dict, weights: list) -> None: ...
+
+    @staticmethod
+    def check_state(state: dict, weights: list) -> None: ...
+
+
+class ForwardOutputs:
+    """Plain forward passes for a step object's ``train_outputs`` and ``test_outputs`` (at the
+    compact width; a step whose test rows are at the user's width sets ``test_at_full_width``)."""
+
+    test_at_full_width = False
+
+    def train_outputs(self, weights):
+        return _losses.forward_blocks(weights, self.X, self.intercept)
+
+    def test_outputs(self, weights, X_test):
+        if self.test_at_full_width:
+            weights = self.full_width(weights)
+        return _losses.forward_blocks(weights, X_test, self.intercept)
+
+
+def register_step(cls):
+    """Class decorator: `cls` (a Step) resumes the states of its ``kind``; ``fastadmm.load`` checks a
+    file's state with its ``check_state``."""
+    _state.register(cls.kind, cls.check_state)
+    return cls
+
+
+def state_of(step) -> Optional[dict]:
+    """The step's state with its kind, as a Result holds it, or None."""
+    state = step.to_state()
+    return None if state is None else {"kind": step.kind, **state}
 
 
 @dataclass(frozen=True)
@@ -110,7 +175,6 @@ class Plan:
     divergence_factor: float = math.inf  # diverged when |objective| exceeds its first value this many times
     progress: Optional[Callable[[np.ndarray, object], Progress]] = None  # (reduced sums, info) -> Progress
     progress_keys: tuple = ()  # the history keys Progress.fields fills
-    test_at_full_width: bool = False  # evaluate X_test with full_width(weights) (else the compact ones)
     callback: Optional[Callable[[dict], Optional[bool]]] = None
     checkpoint: Optional[Path] = None
     checkpoint_every: int = 10
@@ -143,7 +207,15 @@ def new_history(plan: Plan, resumed: Optional[Result] = None, validation: bool =
 
 def run(step, plan: Plan, data: Data, timings: dict, t_start: float, resumed: Optional[Result] = None) -> Result:
     """Iterate `step` until a stop rule holds; return the Result (saved to plan.checkpoint, if any)."""
+    if not isinstance(step, Step):
+        raise TypeError(f"{type(step).__name__} is not a fit step object: it lacks {missing_members(step)}")
     return _Fit(step, plan, data, timings, t_start, resumed).run()
+
+
+def missing_members(step) -> list[str]:
+    """The members of the Step protocol that `step` lacks."""
+    names = {*Step.__annotations__, *(n for n in vars(Step) if not n.startswith("_"))}
+    return sorted(n for n in names if not hasattr(step, n))
 
 
 @dataclass
@@ -294,8 +366,7 @@ class _Fit:
             loss_sum, correct = step.running_counts()
             blocks = ()
         else:
-            outputs = getattr(step, "train_outputs", None)
-            blocks = outputs(weights) if outputs is not None else _losses.forward_blocks(weights, step.X, step.intercept)
+            blocks = step.train_outputs(weights)
         with np.errstate(over="ignore", invalid="ignore"):
             for rows, out in blocks:
                 correct += int(np.sum(_losses.predict_index(out) == data.y_index[rows]))
@@ -303,13 +374,7 @@ class _Fit:
             test_correct, n_test = 0, 0
             if data.X_test is not None:
                 n_test = data.X_test.shape[0]
-                test_outputs = getattr(step, "test_outputs", None)
-                if test_outputs is not None:
-                    blocks = test_outputs(weights, data.X_test)
-                else:
-                    test_weights = step.full_width(weights) if self.plan.test_at_full_width else weights
-                    blocks = _losses.forward_blocks(test_weights, data.X_test, step.intercept)
-                for rows, out in blocks:
+                for rows, out in step.test_outputs(weights, data.X_test):
                     test_correct += int(np.sum(_losses.predict_index(out) == data.y_test_index[rows]))
             val_correct, n_val = 0, 0
             if data.X_val is not None:  # what Result.predict would answer for these weights
@@ -422,7 +487,7 @@ class _Fit:
         return Result(
             status=stop.status, n_iter=n_iter, weights=self.step.full_width(weights), method=self.plan.method,
             history=self.history if final else {k: list(v) for k, v in self.history.items()},
-            timings=dict(self.timings), state=self.step.state() if keep_state else None, message=stop.message,
+            timings=dict(self.timings), state=state_of(self.step) if keep_state else None, message=stop.message,
             **self.plan.result_fields,
         )
 

@@ -20,15 +20,16 @@ import time
 
 import numpy as np
 
-from . import _inputs, _linalg, _losses
+from . import _admm_core, _fit, _inputs, _linalg, _losses, _state
 from ._losses import ROW_BLOCK
-from ._minibatch import layer_penalties
-from ._result import Result
 from ._settings import ADMMSettings
 
 
-class FullBatchADMM:
+@_fit.register_step
+class FullBatchADMM(_fit.ForwardOutputs):
     """The iterates and buffers of one fit (this rank's rows of them), and the steps of a sweep."""
+
+    kind = "admm-fullbatch"
 
     def __init__(self, X, T, sizes, loss, settings: ADMMSettings, kernels, rng, init, comm, row_offset, n_global,
                  nonzero=None):
@@ -37,6 +38,7 @@ class FullBatchADMM:
         # Features that are zero in every sample (over all ranks) drop out of every product with X.
         self.n_features = X.shape[1]
         self.active = self._active_inputs(X, nonzero) if settings.skip_zero_inputs else None
+        self.columns = _admm_core.InputColumns(self.active, self.intercept, sizes[0])
         if self.active is not None:
             X = np.ascontiguousarray(X[:, self.active])
         self.X = X
@@ -48,7 +50,7 @@ class FullBatchADMM:
         self.loss = loss
         dt = X.dtype
         N = X.shape[0]
-        self.beta, self.gamma = layer_penalties(settings.beta, settings.gamma, settings.depth_decay, L)
+        self.beta, self.gamma = _admm_core.layer_penalties(settings.beta, settings.gamma, settings.depth_decay, L)
         # Buffers, allocated once.  Z[l] also receives W_l a_{l-1} before the in-place z-kernel.
         self.Z = [None] + [np.empty((N, sizes[l]), dt) for l in range(1, L + 1)]
         self.A = [X] + [np.empty((N, sizes[l]), dt) for l in range(1, L)]
@@ -69,7 +71,7 @@ class FullBatchADMM:
         self.W = [None] * (L + 1)
         self.iteration = 0
         if init is not None:
-            self._load_state(init)
+            self.from_state(init.state, init.weights)
         else:
             self._initialise(rng, row_offset, n_global)
         # The input's Gram never changes: sum it over ranks and invert it once per fit.
@@ -96,14 +98,6 @@ class FullBatchADMM:
         `nonzero`: this rank's _inputs.nonzero_features(X) if already known."""
         return _inputs.kept_features(self.comm.allreduce(_inputs.nonzero_features(X) if nonzero is None else nonzero))
 
-    def _compact(self, W1):
-        return _inputs.take_columns(W1, self.active, self.intercept)
-
-    def _expand(self, W1):
-        """W_1 at the user's width: zeros for the features left out."""
-        full = np.zeros((W1.shape[0], self.sizes[0]), W1.dtype)
-        return _inputs.put_columns(full, W1, self.active, self.intercept)
-
     def compact_test(self, X_test):
         """X_test with the same features left out (for evaluating with the compact weights)."""
         if self.active is None or X_test is None:
@@ -121,7 +115,7 @@ class FullBatchADMM:
         if self.s.initialization == "forward":
             for l in range(1, L + 1):
                 W = rng.normal(0.0, self.s.init_scale, (sizes[l], sizes[l - 1]))
-                self.W[l] = (self._compact(W) if l == 1 else W).astype(dt)
+                self.W[l] = (self.columns.compact(W) if l == 1 else W).astype(dt)
                 self._linear(l)
                 if l < L:
                     np.maximum(self.Z[l], 0, out=self.A[l])
@@ -136,31 +130,50 @@ class FullBatchADMM:
             for l in range(1, L + 1):
                 self.W[l] = np.zeros((sizes[l], self.packed_width(l)), dt)
 
-    def _load_state(self, init: Result):
-        st = init.state
+    # -- the state -------------------------------------------------------------------------
+    def from_state(self, state, weights):
+        """Continue from a Result's state and weights (full width)."""
+        self.check_state(state, weights)
         L = self.L
         for l in range(1, L + 1):
-            W = np.array(init.weights[l - 1], dtype=self.X.dtype)
-            self.W[l] = self._compact(W) if l == 1 else W
-            self.Z[l][...] = st["Z"][l - 1]
+            W = np.array(weights[l - 1], dtype=self.X.dtype)
+            self.W[l] = self.columns.compact(W) if l == 1 else W
+            self.Z[l][...] = state["Z"][l - 1]
         for l in range(1, L):
-            self.A[l][...] = st["A"][l - 1]
+            self.A[l][...] = state["A"][l - 1]
             np.maximum(self.Z[l], 0, out=self.H[l])
-        self.lam[...] = st["lam"]
-        self.beta = [float(b) for b in st["beta"]]
-        self.gamma = [float(g) for g in st["gamma"]]
-        self.iteration = int(st["iteration"])
+        self.lam[...] = state["lam"]
+        self.beta, self.gamma = _admm_core.penalties_from_state(state)
+        self.iteration = int(state["iteration"])
 
-    def state(self) -> dict:
+    def to_state(self) -> dict:
         """The iterates needed to resume (the buffers themselves: call once, after the loop)."""
-        return {
-            "Z": self.Z[1:],
-            "A": self.A[1:],
-            "lam": self.lam,
-            "beta": list(self.beta),
-            "gamma": list(self.gamma),
-            "iteration": self.iteration,
-        }
+        return {"Z": self.Z[1:], "A": self.A[1:], "lam": self.lam, **_admm_core.penalty_state(self.beta, self.gamma),
+                "iteration": self.iteration}
+
+    @staticmethod
+    def check_state(state, weights):
+        L = len(weights)
+        _admm_core.check_penalties(state, L)
+        _state.require(state, {"Z": (_state.is_array_list, "a list of arrays"),
+                               "A": (lambda v: v == [] or _state.is_array_list(v), "a list of arrays"),
+                               "lam": (lambda v: isinstance(v, np.ndarray), "an array")})
+        Z, A, lam = state["Z"], state["A"], state["lam"]
+        if len(Z) != L or len(A) != L - 1:
+            raise ValueError(f"the state holds {len(Z)} z and {len(A)} a arrays; a network of {L} layers has {L} "
+                             f"and {L - 1}")
+        n = Z[0].shape[0] if Z[0].ndim == 2 else -1  # samples: every state array has one row per sample
+        wanted = [(f"Z{i}", Z[i], W.shape[0]) for i, W in enumerate(weights)]
+        wanted += [(f"A{i}", A[i], weights[i].shape[0]) for i in range(L - 1)]
+        wanted += [("lam", lam, weights[-1].shape[0])]
+        for name, array, width in wanted:
+            if array.shape != (n, width) or n < 1 or array.dtype.kind != "f" or array.dtype != Z[0].dtype:
+                raise ValueError(f"state array {name} has shape {array.shape} and dtype {array.dtype}; the weights "
+                                 f"and Z0 ({Z[0].shape}, {Z[0].dtype}) require ({n}, {width}) of Z0's float dtype")
+
+    def running_counts(self):
+        raise ValueError("full-batch ADMM has no batches to count: its training metrics come from a forward pass "
+                         "(train_metrics='full')")
 
     # -- the steps of a sweep -------------------------------------------------------------
     def _linear(self, l):
@@ -216,10 +229,7 @@ class FullBatchADMM:
             self.W[l] = _linalg.solve_weights(C, G, self.s.ridge).astype(A_prev.dtype)
 
     def _a_update(self, l):
-        Pt, Q = _linalg.a_update_operators(self.W[l + 1], self.beta[l + 1], self.gamma[l])
-        dt = self.A[l].dtype
-        np.matmul(self.H[l], Q.astype(dt), out=self.A[l])  # gamma h(z_l) M^-1
-        _linalg.gemm_accumulate(self.A[l], self.Z[l + 1], Pt)  # + beta z_{l+1}^T W_{l+1} M^-1
+        _admm_core.a_update_dense(self.H[l], self.Z[l + 1], self.W[l + 1], self.beta[l + 1], self.gamma[l], self.A[l])
 
     def _z_update(self, l):
         m = self._product(l).reshape(-1)
@@ -229,13 +239,8 @@ class FullBatchADMM:
 
     def _output_update(self, lam_step):
         L = self.L
-        m = self._product(L)
-        if self.loss == "cross_entropy":  # a K-dimensional solve per sample (row)
-            return self.k.softmax_z_update(self.T, m, self.lam, self.beta[L], lam_step, self.Z[L])
-        return self.k.output_z_update(
-            self.T.reshape(-1), m.reshape(-1), self.lam.reshape(-1), self.beta[L], _losses.LOSS_CODE[self.loss],
-            lam_step, self.Z[L].reshape(-1)
-        )
+        return _admm_core.output_update(self.k, self.loss, self.T, self._product(L), self.lam, self.beta[L], lam_step,
+                                        self.Z[L])
 
     def sweep(self, timings):
         """One iteration of Algorithm 1.
@@ -244,7 +249,7 @@ class FullBatchADMM:
         (rz_l = ||z_l - W_l a_{l-1}||^2, ra_l = ||a_l - h(z_l)||^2) and the penalties used.
         """
         L = self.L
-        sums = np.zeros(2 * L + 2)
+        sums = _admm_core.Sums(L)
         penalties = (list(self.beta), list(self.gamma))
         for l in range(1, L):
             t0 = time.perf_counter()
@@ -252,7 +257,7 @@ class FullBatchADMM:
             t1 = time.perf_counter()
             self._a_update(l)
             t2 = time.perf_counter()
-            sums[l - 1], sums[L + l - 1] = self._z_update(l)
+            sums.rz[l - 1], sums.ra[l - 1] = self._z_update(l)
             t3 = time.perf_counter()
             timings["W"] += t1 - t0
             timings["a"] += t2 - t1
@@ -261,19 +266,13 @@ class FullBatchADMM:
         self._w_update(L)
         t1 = time.perf_counter()
         lam_step = self.s.multiplier and self.iteration >= self.s.warm_start_iter
-        loss_sum, lam_dot_z, sums[L - 1] = self._output_update(lam_step)
-        sums[2 * L - 1], sums[2 * L] = loss_sum, lam_dot_z
-        zL = self.Z[L].reshape(-1)
-        sums[2 * L + 1] = float(np.dot(zL, zL))
+        sums.add_output(*self._output_update(lam_step), self.Z[L])
         t2 = time.perf_counter()
         timings["W"] += t1 - t0
         timings["z"] += t2 - t1
         self.iteration += 1
-        if self.s.penalty_growth != 1.0 and self.iteration % self.s.penalty_every == 0:
-            cap = self.s.penalty_max
-            self.beta = [min(b * self.s.penalty_growth, cap) for b in self.beta]
-            self.gamma = [min(g * self.s.penalty_growth, cap) for g in self.gamma]
-        return sums, penalties
+        self.beta, self.gamma = _admm_core.grown_penalties(self.beta, self.gamma, self.s, self.iteration)
+        return sums.values, penalties
 
     def packed_width(self, l):
         """Columns of the W_l held during the fit (W_1: kept features + intercept)."""
@@ -285,7 +284,7 @@ class FullBatchADMM:
 
     def full_width(self, weights):
         """Compact weights (from compact_weights) at the user's input width."""
-        return [self._expand(weights[0]), *weights[1:]]
+        return [self.columns.expand(weights[0]), *weights[1:]]
 
 
 def _gaussian_rows(rng, n_global, rows, out):

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from . import _comm, _inputs, _linalg, _losses, _sgd_kernels as _k
+from . import _comm, _fit, _inputs, _linalg, _losses, _sgd_kernels as _k
 
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults (not tuned here)
 ADAM_EPS = 1e-8  # torch.optim.Adam's default
@@ -120,10 +120,13 @@ def _warmup(dtype, intercept):
     _call_epoch(net, X, T, np.arange(5, dtype=np.int64), 2, 1e-3, 0.9, False, 0, xbuf, tbuf)
 
 
-class GradientSteps:
-    """The step object of train_sgd (see ``_fit``): one gradient-descent step or SGD epoch per sweep."""
+class GradientSteps(_fit.ForwardOutputs):
+    """The step object of train_sgd (see ``_fit``): one gradient-descent step or SGD epoch per sweep.
+    Its fits are not resumed: it has no state."""
 
+    kind = "gradient"
     comm = _comm.SingleProcess()
+    test_at_full_width = True  # the held-out rows keep the user's width
 
     def __init__(self, net, X, T, rng, lr, momentum, nesterov, loss, batch_size, initial, active):
         self.net, self.X, self.T, self.rng = net, X, T, rng
@@ -165,8 +168,15 @@ class GradientSteps:
     def full_width(self, weights):
         return _full_width(self.initial, weights, self.active, self.intercept)
 
-    def state(self):
-        return None  # no resuming of gradient fits
+    def to_state(self):
+        return None
+
+    def from_state(self, state, weights):
+        raise ValueError("gradient fits are not resumed")
+
+    @staticmethod
+    def check_state(state, weights):
+        raise ValueError("gradient fits are not resumed")
 
 
 _NO_SUMS = np.zeros(0)

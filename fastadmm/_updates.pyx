@@ -35,7 +35,7 @@ UPDATES_ABI = 1
 
 # The same bound as fastadmm._linalg.FLOAT32_COND_LIMIT (checked by the tests).
 FLOAT32_COND_LIMIT = 1e4
-cdef double _F32_COND = 1e4
+cdef double _F32_COND = FLOAT32_COND_LIMIT  # the Python constant, checked against _linalg by _updates_api
 
 cdef enum:
     ST_OK = 0

@@ -1,49 +1,23 @@
 """train_admm: validate the arguments, build the step object of the method (full batch:
-``_fullbatch.FullBatchADMM``, Algorithm 1 of Taylor et al. 2016; mini-batch: ``_minibatch.MiniBatchADMM``),
+``_fullbatch.FullBatchADMM``, Algorithm 1 of Taylor et al. 2016; mini-batch: ``minibatch.MiniBatchADMM``),
 run the fit loop (``_fit.run``) and return its Result.  docs/ALGORITHM.md describes both methods.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Callable, Optional
 
-from . import _backend, _comm, _fit, _losses, _threads, _validation
+from . import _admm_core, _backend, _comm, _fit, _losses, _threads, _validation
 from ._fit import CheckpointWarning, ConvergenceWarning, DivergenceWarning  # noqa: F401 - public names
 from ._fullbatch import FullBatchADMM
-from ._minibatch import MiniBatchADMM
+from .minibatch import MiniBatchADMM
 from ._result import Result
 from ._settings import ADMMSettings, divergence_hint
 
 __all__ = ["train_admm", "ADMMSettings", "CheckpointWarning", "ConvergenceWarning", "DivergenceWarning"]
 
 _Problem = FullBatchADMM  # the name tests and benchmarks reach (tests/mpi_worker.py, benchmarks/)
-
-
-def _objective(sums, L, penalties):
-    """The augmented Lagrangian (docs/ALGORITHM.md, section 1) from the global sums of a sweep."""
-    beta, gamma = penalties
-    obj = sum(gamma[l] * sums[L + l - 1] + beta[l] * sums[l - 1] for l in range(1, L))
-    return float(obj + sums[2 * L - 1] + sums[2 * L] + beta[L] * sums[L - 1])
-
-
-PROGRESS_KEYS = ("objective", "residual_z", "residual_a", "beta", "gamma")
-
-
-def _progress(L):
-    """What the fit loop records and judges after a sweep of either ADMM step object, from the sums
-    [rz_1 .. rz_L, ra_1 .. ra_{L-1}, loss, <lam, z_L>, ||z_L||^2] summed over ranks."""
-
-    def progress(sums, penalties):
-        objective = _objective(sums, L, penalties)
-        fields = dict(objective=objective, residual_z=[math.sqrt(v) for v in sums[:L]],
-                      residual_a=[math.sqrt(v) for v in sums[L : 2 * L - 1]], beta=penalties[0][1],
-                      gamma=penalties[1][1])
-        residual = math.sqrt(sums[L - 1] / max(sums[2 * L + 1], 1e-300))  # ||z_L - W_L a_{L-1}|| / ||z_L||
-        return _fit.Progress(fields, objective, residual)
-
-    return progress
 
 
 def train_admm(
@@ -169,8 +143,8 @@ def train_admm(
                 tol=settings.tol, stop_rule="train_loss" if minibatch else "objective",
                 n_iter_no_change=settings.n_iter_no_change, verbose=a.verbose,
                 iteration_name="epoch" if minibatch else "iteration",
-                divergence_factor=settings.divergence_factor, progress=_progress(step.L),
-                progress_keys=PROGRESS_KEYS, callback=callback, checkpoint=a.checkpoint,
+                divergence_factor=settings.divergence_factor, progress=_admm_core.progress(step.L),
+                progress_keys=_admm_core.PROGRESS_KEYS, callback=callback, checkpoint=a.checkpoint,
                 checkpoint_every=checkpoint_every, divergence_hint=divergence_hint(settings.batch_size),
                 result_fields=dict(classes=a.classes, loss=a.loss, settings=used, intercept=step.intercept),
             )

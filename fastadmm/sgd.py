@@ -372,7 +372,7 @@ def train_sgd(
             method=method, max_iter=max_iter, eval_every=s.eval_every, eval_last=True, time_limit=s.time_limit,
             train_metrics=train_metrics, tol=tol, stop_rule="train_loss", n_iter_no_change=s.n_iter_no_change,
             verbose=verbose, iteration_name="epoch" if method == "sgd" else "step",
-            test_at_full_width=True, callback=callback, divergence_hint="Try a smaller lr.",
+            callback=callback, divergence_hint="Try a smaller lr.",
             result_fields=dict(classes=classes, loss=loss, settings=used, intercept=s.intercept),
         )
         # The test set keeps every feature: it meets the full-width weights (the left-out features'

@@ -238,6 +238,18 @@ def _set(arrays, **new):
     arrays.update(new)
 
 
+def _values(meta, change):
+    """The meta with change() applied to its state's JSON values."""
+    change(meta["state"]["values"])
+    return meta
+
+
+def _arrays(meta, change):
+    """The meta with change() applied to its state's array layout."""
+    change(meta["state"]["arrays"])
+    return meta
+
+
 INCONSISTENT = {
     "meta is a list": (lambda m, a: [1, 2], "JSON list"),
     "meta without history": (lambda m, a: {k: v for k, v in m.items() if k != "history"}, "history"),
@@ -246,30 +258,36 @@ INCONSISTENT = {
     "unknown loss": (lambda m, a: {**m, "loss": "mae"}, "loss"),
     "history columns of different lengths": (
         lambda m, a: {**m, "history": {**m["history"], "iteration": [1]}}, "entries"),
-    "state without beta": (lambda m, a: {**m, "state": {k: v for k, v in m["state"].items() if k != "beta"}}, "beta"),
-    "beta of the wrong length": (lambda m, a: {**m, "state": {**m["state"], "beta": [1.0]}}, "beta"),
-    "n_Z disagrees with the layers": (lambda m, a: {**m, "state": {**m["state"], "n_Z": 3}}, "layers"),
+    "state without beta": (lambda m, a: _values(m, lambda v: v.pop("beta")), "beta"),
+    "beta of the wrong length": (lambda m, a: _values(m, lambda v: v.update(beta=[1.0])), "beta"),
+    "a state without its kind": (lambda m, a: {**m, "state": {k: v for k, v in m["state"].items() if k != "kind"}},
+                                 "kind"),
+    "a state of an unknown kind": (lambda m, a: {**m, "state": {**m["state"], "kind": "admm-other"}}, "admm-other"),
+    "more Z arrays than layers": (lambda m, a: _set(a, **{"state.Z.2": a["state.Z.1"]})
+                                  or _arrays(m, lambda n: n.update(Z=3)), "layers"),
     "weights that do not chain": (lambda m, a: _set(a, W1=np.zeros((3, 5))) or m, "do not chain"),
     "weights of different dtypes": (lambda m, a: _set(a, W1=a["W1"].astype(np.float32)) or m, "W1"),
     "a 3-D weight": (lambda m, a: _set(a, W1=a["W1"][None]) or m, "W1"),
     "integer weights": (lambda m, a: _set(a, W0=a["W0"].astype(np.int64)) or m, "W0"),
     "more classes than outputs": (lambda m, a: _set(a, classes=np.arange(5)) or m, "output"),
     "repeated classes": (lambda m, a: _set(a, classes=np.array([0, 0, 1])) or m, "distinct"),
-    "Z width not the layer's": (lambda m, a: _set(a, Z0=np.zeros((24, 7))) or m, "Z0"),
-    "A width not the layer's": (lambda m, a: _set(a, A0=np.zeros((24, 2))) or m, "A0"),
-    "lam rows not Z's": (lambda m, a: _set(a, lam=np.zeros((20, 3))) or m, "lam has shape (20, 3)"),
-    "state dtype differs": (lambda m, a: _set(a, Z1=a["Z1"].astype(np.float32)) or m, "Z1"),
-    "an array missing": (lambda m, a: (a.pop("A0"), m)[1], "missing"),
+    "Z width not the layer's": (lambda m, a: _set(a, **{"state.Z.0": np.zeros((24, 7))}) or m, "Z0"),
+    "A width not the layer's": (lambda m, a: _set(a, **{"state.A.0": np.zeros((24, 2))}) or m, "A0"),
+    "lam rows not Z's": (lambda m, a: _set(a, **{"state.lam": np.zeros((20, 3))}) or m, "lam has shape (20, 3)"),
+    "state dtype differs": (lambda m, a: _set(a, **{"state.Z.1": a["state.Z.1"].astype(np.float32)}) or m, "Z1"),
+    "an array missing": (lambda m, a: (a.pop("state.A.0"), m)[1], "missing"),
     "an array too many": (lambda m, a: _set(a, W2=np.zeros((3, 3))) or m, "unexpected"),
     "object array": (None, "dtype"),
 }
 MINIBATCH_INCONSISTENT = {
-    "S of the wrong size": (lambda m, a: _set(a, S0=np.eye(3)) or m, "S0"),
-    "S not float64": (lambda m, a: _set(a, S1=a["S1"].astype(np.float32)) or m, "S1"),
-    "n_S disagrees with the layers": (lambda m, a: {**m, "state": {**m["state"], "n_S": 3}}, "Grams"),
-    "rng not a generator state": (lambda m, a: {**m, "state": {**m["state"], "rng": {"bit_generator": "MT0"}}}, "rng"),
-    "rng missing": (lambda m, a: {**m, "state": {k: v for k, v in m["state"].items() if k != "rng"}}, "rng"),
-    "an S array missing": (lambda m, a: (a.pop("S1"), m)[1], "missing"),
+    "S of the wrong size": (lambda m, a: _set(a, **{"state.S.0": np.eye(9)}) or m, "S0"),
+    "S not float64": (lambda m, a: _set(a, **{"state.S.1": a["state.S.1"].astype(np.float32)}) or m, "S1"),
+    "more Grams than layers": (lambda m, a: _set(a, **{"state.S.2": a["state.S.1"]})
+                               or _arrays(m, lambda n: n.update(S=3)), "Grams"),
+    "rng not a generator state": (lambda m, a: _values(m, lambda v: v.update(rng={"bit_generator": "MT0"})), "rng"),
+    "rng missing": (lambda m, a: _values(m, lambda v: v.pop("rng")), "rng"),
+    "an S array missing": (lambda m, a: (a.pop("state.S.1"), m)[1], "missing"),
+    "bias_1 of the wrong length": (lambda m, a: _set(a, **{"state.bias_1": np.zeros(7)}) or m, "bias_1"),
 }
 
 
@@ -341,7 +359,7 @@ def test_non_finite_history_values_round_trip_as_floats(tmp_path, kind):
     assert_same_result(res, back)
 
 
-def test_version_1_files_from_the_old_writer_still_load(tmp_path):
+def test_the_old_writers_null_and_inf_history_values_still_decode(tmp_path):
     """The old writer stored NaN as null and +-inf as the strings 'inf' / '-inf'."""
     path = small_result().save(tmp_path / "m.npz")
 
@@ -355,6 +373,30 @@ def test_version_1_files_from_the_old_writer_still_load(tmp_path):
     back = fastadmm.load(path)
     assert back.history["train_loss"][0] == float("inf") and back.history["objective"][0] == float("-inf")
     assert all(np.isnan(v) for v in back.history["test_accuracy"])
+
+
+def test_a_version_1_file_is_refused_naming_its_version(tmp_path):
+    """Version 1 named each method's state arrays in the file; version 2 stores any step's state by its
+    layout and kind.  A version-1 file is refused with a CheckpointError that says so."""
+    path = _rewrite(small_result().save(tmp_path / "m.npz"), lambda m, a: {**m, "version": 1})
+    with pytest.raises(CheckpointError, match=r"m.npz has checkpoint version 1, this fastadmm reads version 2"):
+        fastadmm.load(path)
+
+
+def test_a_gram_metric_fit_with_left_out_features_resumes_from_its_file(tmp_path):
+    """W_1's running Gram is over the kept features: narrower than W_1 when some feature is zero in
+    every row.  Such a file loads, and resuming from it continues the uninterrupted fit exactly."""
+    X, y = data(n=60, d=6)
+    X[:, 1] = 0.0
+    kw = dict(hidden=(5,), batch_size=20, prox_metric="gram", random_state=0, tol=0)
+    whole = train_admm(X, y, max_iter=4, **kw)
+    first = train_admm(X, y, max_iter=2, **kw)
+    assert first.state["S"][0].shape[0] < first.weights[0].shape[1]
+    back = fastadmm.load(first.save(tmp_path / "m.npz"))
+    kw.pop("random_state")
+    resumed = train_admm(X, y, max_iter=2, init=back, **kw)
+    for u, v in zip(whole.weights, resumed.weights):
+        np.testing.assert_array_equal(u, v)
 
 
 def test_a_later_layer_with_a_bias_column_loads(tmp_path):

@@ -34,9 +34,10 @@ class CountingComm(_comm.SingleProcess):
         return buf
 
 
-class ToyStep:
+class ToyStep(_fit.ForwardOutputs):
     """Halves its one weight per sweep; raises NonFiniteError on sweep `fail_at`."""
 
+    kind = "toy-halving"
     intercept = False
 
     def __init__(self, X, fail_at=None):
@@ -59,8 +60,18 @@ class ToyStep:
     def full_width(self, weights):
         return [W.copy() for W in weights]
 
-    def state(self):
+    def running_counts(self):
+        return 0.0, 0
+
+    def to_state(self):
         return {"iteration": self.iteration}
+
+    def from_state(self, state, weights):
+        self.iteration, self.W = state["iteration"], list(weights)
+
+    @staticmethod
+    def check_state(state, weights):
+        pass
 
 
 def _toy_run(step, **plan):

@@ -11,7 +11,8 @@ import scipy.optimize
 
 import fastadmm
 from fastadmm import ADMMSettings
-from fastadmm._minibatch import MiniBatchADMM, layer_penalties
+from fastadmm._admm_core import Sums, layer_penalties
+from fastadmm.minibatch import MiniBatchADMM, updates as mb_updates
 from fastadmm._settings import FULL_BATCH, MINI_BATCH, MINI_BATCH_ONE_OUTPUT, PRESET_FIELDS
 from toy import blobs
 
@@ -152,24 +153,19 @@ UPDATES = ["compiled", "numpy"]
 
 def _compiled_updates():
     """fastadmm._updates, or skip (fail when CI requires the Cython build: FASTADMM_REQUIRE_BACKENDS)."""
-    from fastadmm import _minibatch
+    from fastadmm import _backend
 
-    if _minibatch._updates is None:
+    if _backend.updates() is None:
         required = os.environ.get("FASTADMM_REQUIRE_BACKENDS", "")
         if "cython" in required or required.strip() == "all":
             pytest.fail("fastadmm._updates is not built (or stale) but FASTADMM_REQUIRE_BACKENDS requires the Cython build")
         pytest.skip("fastadmm._updates is not built")
-    return _minibatch._updates
+    return _backend.updates()
 
 
 def _use(p, updates):
-    from fastadmm import _minibatch
-
-    if updates == "compiled":
-        _compiled_updates()
-        p.compiled = _minibatch._updates
-    else:
-        p.compiled = None
+    module = _compiled_updates() if updates == "compiled" else None
+    p.updates = mb_updates.get(module, *p.updates.sizes)
     return p
 
 
@@ -318,22 +314,20 @@ def test_compiled_updates_agree_with_numpy_ones(B, dtype):
 
 
 def test_compiled_gather_takes_rows_and_columns_with_the_cast():
-    from fastadmm import _minibatch
-
-    _compiled_updates()
+    upd = _compiled_updates()
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 9))
     rows = rng.permutation(30)[:7]
     cols = np.array([0, 2, 3, 8], dtype=np.intp)
     for dtype in (np.float32, np.float64):
         out = np.full((10, 4), np.nan, dtype)
-        _minibatch._updates.gather(X, rows, _minibatch._updates.column_runs(cols), out)
+        upd.gather(X, rows, upd.column_runs(cols), out)
         np.testing.assert_array_equal(out[:7], X[np.ix_(rows, cols)].astype(dtype))
         assert np.isnan(out[7:]).all()  # rows past the batch untouched
 
 
 def test_compiled_updates_report_non_finite_input_and_ill_conditioned_float32():
-    from fastadmm import _linalg, _minibatch
+    from fastadmm import _linalg
 
     upd = _compiled_updates()
     assert upd.FLOAT32_COND_LIMIT == _linalg.FLOAT32_COND_LIMIT
@@ -370,8 +364,6 @@ def test_compiled_updates_report_non_finite_input_and_ill_conditioned_float32():
 
 
 def test_compiled_linear_is_the_layer_product_and_relu():
-    from fastadmm import _minibatch
-
     upd = _compiled_updates()
     rng = np.random.default_rng(2)
     A, W = rng.normal(size=(9, 5)), rng.normal(size=(4, 6))
@@ -421,7 +413,7 @@ def test_output_refit_is_the_ridge_least_squares_of_the_forward_features(center)
 
     p = MiniBatchADMM(X, T, [7, 8, 5, 3], "mse", s, _backend.get("numpy"), np.random.default_rng(0), None, None)
     before = p.compact_weights()  # for the raw rows of X (W_1's bias folded with centred inputs)
-    p.refit_output(rows=40)  # blocks of 40 rows: the sums over blocks must give the whole Gram
+    p.refit.fit(p.W, rows=40)  # blocks of 40 rows: the sums over blocks must give the whole Gram
     # the obvious way: the whole forward pass, then the normal equations of the ridge
     a = X
     for W in before[:-1]:
@@ -588,7 +580,7 @@ def test_training_outputs_after_the_refit_reuse_its_features(hidden):
     s = ADMMSettings(batch_size=40, output_refit=1e-3, skip_zero_inputs=False, dtype="float64").resolved(n_outputs=3)
     p = MiniBatchADMM(X, T, [31, *hidden, 3], "mse", s, _backend.get("numpy"), np.random.default_rng(0), None, None)
     p.sweep({"W": 0.0, "a": 0.0, "z": 0.0})
-    assert p._features_valid and p._features.shape == (200, hidden[-1])
+    assert p.refit.valid and p.refit.features.shape == (200, hidden[-1])
     w = p.compact_weights()
     cached = np.concatenate([out for _, out in p.train_outputs(w)])
     plain = np.concatenate([out for _, out in p.test_outputs(w, X)])
@@ -597,8 +589,8 @@ def test_training_outputs_after_the_refit_reuse_its_features(hidden):
     other = [W * 1.5 for W in w]  # other weights: the plain pass
     np.testing.assert_allclose(np.concatenate([o for _, o in p.train_outputs(other)]), _losses_forward(other, X),
                                rtol=1e-12, atol=1e-12)
-    p._batch(np.arange(40), np.zeros(2 * p.L + 2), {"W": 0.0, "a": 0.0, "z": 0.0})  # changes W in place
-    assert not p._features_valid
+    p._batch(np.arange(40), Sums(p.L), {"W": 0.0, "a": 0.0, "z": 0.0})  # changes W in place
+    assert not p.refit.valid
     w2 = p.compact_weights()
     np.testing.assert_allclose(np.concatenate([o for _, o in p.train_outputs(w2)]), _losses_forward(w2, X),
                                rtol=1e-12, atol=1e-12)
@@ -618,7 +610,7 @@ def test_refit_keeps_no_features_larger_than_half_of_x():
     s = ADMMSettings(batch_size=25, output_refit=1e-3, skip_zero_inputs=False, dtype="float64").resolved(n_outputs=3)
     p = MiniBatchADMM(X, T, [5, 16, 3], "mse", s, _backend.get("numpy"), np.random.default_rng(0), None, None)
     p.sweep({"W": 0.0, "a": 0.0, "z": 0.0})
-    assert p._features is None and not p._features_valid
+    assert p.refit.features is None and not p.refit.valid
     w = p.compact_weights()
     np.testing.assert_allclose(np.concatenate([o for _, o in p.train_outputs(w)]), _losses_forward(w, X),
                                rtol=1e-12, atol=1e-12)

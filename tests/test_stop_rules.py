@@ -27,10 +27,11 @@ def _weight_for(score):
     return 0.5 / (1000.5 - 1000 * score)
 
 
-class CraftedStep:
+class CraftedStep(_fit.ForwardOutputs):
     """A step object whose epoch k reports the running loss losses[k-1] and whose weights after it
     give the validation accuracy scores[k-1] on X_VAL (and are told apart by their value)."""
 
+    kind = "crafted"
     intercept = False
 
     def __init__(self, losses, scores=None):
@@ -56,8 +57,15 @@ class CraftedStep:
     def full_width(self, weights):
         return [W.copy() for W in weights]
 
-    def state(self):
+    def to_state(self):
         return {"iteration": self.iteration}
+
+    def from_state(self, state, weights):
+        self.iteration, self.W = state["iteration"], list(weights)
+
+    @staticmethod
+    def check_state(state, weights):
+        pass
 
 
 X_VAL = np.arange(1.0, 1001.0)[:, None]
@@ -154,7 +162,7 @@ def test_the_validation_rule_keeps_the_best_weights_however_the_fit_ends():
     np.testing.assert_array_equal(res.weights[0], [[_weight_for(0.9)]])
     # the best is the last: its state is kept (a fit to resume from)
     res = _run([1.0] * 3, [0.5, 0.6, 0.7], tol=0.0, n_iter_no_change=10)
-    assert res.state == {"iteration": 3} and "the last epoch's weights have the best validation accuracy" in res.message
+    assert res.state == {"kind": "crafted", "iteration": 3} and "the last epoch's weights have the best validation accuracy" in res.message
 
 
 # -- validation_fraction in train_admm and train_sgd -----------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 
 import fastadmm
 from fastadmm import _losses
-from fastadmm._minibatch import MiniBatchADMM
+from fastadmm.minibatch import MiniBatchADMM
 
 import sgd_reference as ref
 from toy import blobs
