@@ -732,3 +732,42 @@ def test_weight_decay_means_the_same_on_data_stacked_twice():
     assert loss1 > 1.3 * free
     assert abs(loss2 - loss1) < 0.05 * loss1
     np.testing.assert_allclose(norms2, norms1, rtol=0.15)
+
+
+def test_the_compiled_updates_implement_their_declared_api(monkeypatch):
+    """fastadmm._updates has every function of _updates_api with the declared parameters, and its
+    constants (FLOAT32_COND_LIMIT that of _linalg); a build that differs is refused as stale."""
+    from fastadmm import _backend, _updates_api
+
+    upd = _compiled_updates()
+    assert all(_updates_api.parameters(getattr(upd, name)) is not None for name in _updates_api.FUNCTIONS)
+    assert _updates_api.problems(upd) == []
+    monkeypatch.setattr(upd, "FLOAT32_COND_LIMIT", 1e5)
+    assert _updates_api.problems(upd) == ["its FLOAT32_COND_LIMIT is 100000.0, declared 10000.0"]
+    _backend.updates.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="stale build .*FLOAT32_COND_LIMIT"):
+            assert _backend.updates() is None
+    finally:
+        monkeypatch.undo()
+        _backend.updates.cache_clear()
+
+
+@pytest.mark.parametrize("order", ["residual", "layerwise", "targets_first"])
+def test_the_numpy_and_compiled_updates_give_the_same_epoch(order):
+    """One backend object per fit: the NumPy updates (the reference) and the compiled ones agree."""
+    from fastadmm import _backend
+
+    module = _compiled_updates()
+    X, y = blobs(n=90, d=12, k=3, seed=4)
+    T = np.eye(3)[y]
+    s = ADMMSettings(batch_size=30, sweep_order=order, dtype="float64").resolved(n_outputs=3)
+    steps = []
+    for which in (None, module):
+        p = MiniBatchADMM(X, T, [13, 9, 6, 3], "mse", s, _backend.get("numpy"), np.random.default_rng(0), None, None)
+        p.updates = mb_updates.get(which, *p.updates.sizes)
+        p.sweep({"W": 0.0, "a": 0.0, "z": 0.0})
+        steps.append(p)
+    assert isinstance(steps[1].updates, mb_updates.CompiledUpdates)
+    for W, V in zip(steps[0].W[1:], steps[1].W[1:]):
+        np.testing.assert_allclose(W, V, rtol=1e-9, atol=1e-9)
