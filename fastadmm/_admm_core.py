@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _fit, _inputs, _linalg, _losses, _state
+from . import _fit, _inputs, _linalg, _losses, _step
 
 PROGRESS_KEYS = ("objective", "residual_z", "residual_a", "beta", "gamma")
 
@@ -47,15 +47,15 @@ def penalties_from_state(state):
 
 
 PENALTY_TYPES = {
-    "beta": (_state.is_number_list, "a list of numbers"),
-    "gamma": (_state.is_number_list, "a list of numbers"),
-    "iteration": (lambda v: _state.is_int(v) and v >= 0, "an integer >= 0"),
+    "beta": (_step.is_number_list, "a list of numbers"),
+    "gamma": (_step.is_number_list, "a list of numbers"),
+    "iteration": (lambda v: _step.is_int(v) and v >= 0, "an integer >= 0"),
 }
 
 
 def check_penalties(state, L) -> None:
     """ValueError unless the state holds L beta and L - 1 gamma values and an iteration count."""
-    _state.require(state, PENALTY_TYPES)
+    _step.require(state, PENALTY_TYPES)
     if len(state["beta"]) != L or len(state["gamma"]) != L - 1:
         raise ValueError(f"state['beta'] and state['gamma'] hold {len(state['beta'])} and {len(state['gamma'])} "
                          f"values; a network of {L} layers has {L} and {L - 1}")

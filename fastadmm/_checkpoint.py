@@ -7,10 +7,10 @@ file.  No pickle is used, so loading a file never runs code from it.
 Loading trusts nothing in the file: each zip member is checked against the zip directory and the
 file's size before anything is allocated, its CRC-32 is verified (so any change to an array's bytes or
 header is caught), the metadata is checked field by field, the weights' shapes must chain, and the
-state must satisfy the check of its kind (``_state.check``, declared by the step class that wrote it).
+state must satisfy the check of its kind (``_step.check``, declared by the step class that wrote it).
 Every failure is a :class:`CheckpointError` naming the file.
 
-The state (``_state``) is stored by its layout only: each array value as the member ``state.<name>``,
+The state (``_step``) is stored by its layout only: each array value as the member ``state.<name>``,
 each list of arrays as ``state.<name>.<i>``, and in the metadata ``state = {"kind", "values": the JSON
 values, "arrays": {name: null for an array, or the list's length}}``.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _losses, _state
+from . import _losses, _step
 from ._atomic import atomic_write
 from ._json import from_json, to_json
 
@@ -76,7 +76,7 @@ def _state_members(state: dict, arrays: dict) -> dict:
         if isinstance(value, np.ndarray):
             arrays[f"state.{name}"] = value
             layout[name] = None
-        elif _state.is_array_list(value):
+        elif _step.is_array_list(value):
             for i, item in enumerate(value):
                 arrays[f"state.{name}.{i}"] = item
             layout[name] = len(value)
@@ -289,7 +289,7 @@ def _fields(meta: dict, arrays: dict, path: Path) -> dict:
         for name, n in sm["arrays"].items():
             state[name] = arrays[f"state.{name}"] if n is None else [arrays[f"state.{name}.{i}"] for i in range(n)]
         try:
-            _state.check(state, weights)
+            _step.check(state, weights)
         except ValueError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
     timings = {k: _legacy(v) for k, v in meta["timings"].items()}

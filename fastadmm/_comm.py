@@ -28,7 +28,7 @@ import pickle
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Type
+from typing import Callable, Optional, Type
 
 import numpy as np
 
@@ -285,3 +285,39 @@ def wrap(comm) -> Communicator:
     if not isinstance(comm, MPI.Comm):
         raise TypeError(f"comm must be an mpi4py communicator such as MPI.COMM_WORLD, got {type(comm).__name__}")
     return MPIComm(comm)
+
+
+def callback_answer(comm, callback, record) -> tuple[Optional[str], bool]:
+    """Call the callback; return (why the fit stops, or None; whether a KeyboardInterrupt said so),
+    the same on every rank.
+
+    A KeyboardInterrupt raised inside it stops the fit like Ctrl-C (the Result is kept).  In a
+    distributed fit the ranks agree on the answer, and an exception on any rank is raised on every
+    rank (never one rank leaving while the others wait in the next reduction).
+    """
+    answer, error = None, None
+    try:
+        if callback(record):
+            answer = "stopped the fit"
+    except KeyboardInterrupt:
+        answer = "was interrupted (KeyboardInterrupt)"
+    except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+        if not comm.distributed:
+            raise
+        error = exc
+    if not comm.distributed:
+        return answer, answer is not None and "KeyboardInterrupt" in answer
+    gathered = comm.allgather((answer, None if error is None else f"{type(error).__name__}: {error}"))
+    failed = [(r, e) for r, (_, e) in enumerate(gathered) if e is not None]
+    if failed:
+        if error is not None:
+            error._fastadmm_collective = True
+            raise error
+        exc = RuntimeError(f"the callback raised on rank {failed[0][0]}: {failed[0][1]}")
+        exc._fastadmm_collective = True
+        raise exc
+    answers = [a for a, _ in gathered if a]
+    if not answers:
+        return None, False
+    text = answers[0] + ("" if answer else " on another rank")
+    return text, "KeyboardInterrupt" in answers[0]

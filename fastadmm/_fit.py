@@ -1,10 +1,9 @@
 """The fit loop of train_admm and train_sgd: evaluation, history, stop rules, status, Ctrl-C, time
 limit, callback, checkpoints and warnings, written once.
 
-A method is a *step object* (:class:`Step`), its buffers and update steps (no validation, no loop);
-:func:`run` checks a step against the protocol, drives it and returns the Result.  What a resumed
-fit needs is the step's own ``to_state()``, of its ``kind``; ``register_step`` declares a step class
-whose states ``fastadmm.load`` accepts (``_state``), ``from_state`` restores one.
+A method is a *step object* (``_step.Step``), its buffers and update steps (no validation, no
+loop); :func:`run` checks a step against that protocol, drives it and returns the Result, whose
+state is the step's own ``to_state()`` with its ``kind``.
 
 :func:`run` drives one and returns the Result.  In a distributed fit every stop decision is taken on
 globally reduced numbers (one all-reduce per iteration: the sweep's sums, the evaluation counts, the
@@ -38,11 +37,12 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Iterator, Optional, Protocol, runtime_checkable
+from typing import Callable, Optional
 
 import numpy as np
 
-from . import _linalg, _losses, _state
+from . import _comm, _linalg, _losses
+from ._step import Step, missing_members, state_of
 from ._interrupt import deferred_sigint
 from ._result import Result, Status
 
@@ -61,85 +61,6 @@ class DivergenceWarning(RuntimeWarning):
 
 class CheckpointWarning(RuntimeWarning):
     """A checkpoint could not be written; the fit went on and its Result was still returned."""
-
-
-@runtime_checkable
-class Step(Protocol):
-    """What the fit loop needs of a method's step object.
-
-    * ``kind``: the name of its states (``to_state()["kind"]`` in a Result);
-    * ``iteration``: iterations completed (a resumed fit starts above 0);
-    * ``comm``: its communicator (``_comm.SingleProcess`` or ``_comm.MPIComm``);
-    * ``X``, ``intercept``: this rank's training rows at the working width, and whether the last
-      column of W_1 multiplies a constant 1;
-    * ``sweep(timings)``: one iteration; returns ``(sums, info)``, this rank's numbers to sum over the
-      ranks (a 1-D float array, maybe empty) and what :attr:`Plan.progress` needs besides.
-      Non-finite numbers raise ``_linalg.NonFiniteError`` (or ``np.linalg.LinAlgError``), on every
-      rank together;
-    * ``compact_weights()``: the weights now, at the working width (a snapshot later sweeps leave alone);
-    * ``full_width(weights)``: those weights at the user's input width;
-    * ``train_outputs(weights)``, ``test_outputs(weights, X_test)``: ``(rows, outputs)`` blocks of the
-      network's outputs on ``X`` and on held-out rows (``ForwardOutputs`` gives plain forward passes);
-    * ``running_counts()``: this rank's [summed loss, correct predictions] of the last sweep's
-      batches, each from the forward pass that began its step (``Plan.train_metrics == "running"``);
-    * ``to_state()``: what a resumed fit needs (a dict of arrays, lists of arrays and JSON values,
-      without ``kind``), or None; ``from_state(state, weights)`` continues from a Result's state and
-      weights in a step built for the same fit; ``check_state(state, weights)`` (static) raises
-      ValueError for a state it cannot resume.
-    """
-
-    kind: ClassVar[str]
-    iteration: int
-    comm: object
-    X: np.ndarray
-    intercept: bool
-
-    def sweep(self, timings: dict) -> tuple: ...
-
-    def compact_weights(self) -> list: ...
-
-    def full_width(self, weights: list) -> list: ...
-
-    def train_outputs(self, weights: list) -> Iterator: ...
-
-    def test_outputs(self, weights: list, X_test: np.ndarray) -> Iterator: ...
-
-    def running_counts(self) -> tuple: ...
-
-    def to_state(self) -> Optional[dict]: ...
-
-    def from_state(self, state: dict, weights: list) -> None: ...
-
-    @staticmethod
-    def check_state(state: dict, weights: list) -> None: ...
-
-
-class ForwardOutputs:
-    """Plain forward passes for a step object's ``train_outputs`` and ``test_outputs`` (at the
-    compact width; a step whose test rows are at the user's width sets ``test_at_full_width``)."""
-
-    test_at_full_width = False
-
-    def train_outputs(self, weights):
-        return _losses.forward_blocks(weights, self.X, self.intercept)
-
-    def test_outputs(self, weights, X_test):
-        if self.test_at_full_width:
-            weights = self.full_width(weights)
-        return _losses.forward_blocks(weights, X_test, self.intercept)
-
-
-def register_step(cls):
-    """Class decorator: `cls` (a Step) resumes the states of its ``kind``; ``fastadmm.load`` checks a
-    file's state with its ``check_state``."""
-    _state.register(cls.kind, cls.check_state)
-    return cls
-
-
-def state_of(step) -> Optional[dict]:
-    """The step's state with its kind, as a Result holds it, or None."""
-    state = step.to_state()
-    return None if state is None else {"kind": step.kind, **state}
 
 
 @dataclass(frozen=True)
@@ -210,12 +131,6 @@ def run(step, plan: Plan, data: Data, timings: dict, t_start: float, resumed: Op
     if not isinstance(step, Step):
         raise TypeError(f"{type(step).__name__} is not a fit step object: it lacks {missing_members(step)}")
     return _Fit(step, plan, data, timings, t_start, resumed).run()
-
-
-def missing_members(step) -> list[str]:
-    """The members of the Step protocol that `step` lacks."""
-    names = {*Step.__annotations__, *(n for n in vars(Step) if not n.startswith("_"))}
-    return sorted(n for n in names if not hasattr(step, n))
 
 
 @dataclass
@@ -335,7 +250,7 @@ class _Fit:
         if plan.callback is not None and record is not None:
             view = dict(record)
             view["weights"] = lambda w=weights: [np.array(W) for W in step.full_width(w)]
-            answer, keyboard = callback_answer(self.comm, plan.callback, view)
+            answer, keyboard = _comm.callback_answer(self.comm, plan.callback, view)
             if answer:
                 return _Stop(Status.INTERRUPTED, f"the callback {answer} at iteration {k}", warn=keyboard)
         if flags or (not self.comm.distributed and flag):
@@ -524,39 +439,3 @@ def _save_checkpoint(result: Result, path) -> Optional[str]:
         warnings.warn(reason + "; the fit goes on and its Result is returned", CheckpointWarning, stacklevel=5)
         return reason
     return None
-
-
-def callback_answer(comm, callback, record) -> tuple[Optional[str], bool]:
-    """Call the callback; return (why the fit stops, or None; whether a KeyboardInterrupt said so),
-    the same on every rank.
-
-    A KeyboardInterrupt raised inside it stops the fit like Ctrl-C (the Result is kept).  In a
-    distributed fit the ranks agree on the answer, and an exception on any rank is raised on every
-    rank (never one rank leaving while the others wait in the next reduction).
-    """
-    answer, error = None, None
-    try:
-        if callback(record):
-            answer = "stopped the fit"
-    except KeyboardInterrupt:
-        answer = "was interrupted (KeyboardInterrupt)"
-    except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
-        if not comm.distributed:
-            raise
-        error = exc
-    if not comm.distributed:
-        return answer, answer is not None and "KeyboardInterrupt" in answer
-    gathered = comm.allgather((answer, None if error is None else f"{type(error).__name__}: {error}"))
-    failed = [(r, e) for r, (_, e) in enumerate(gathered) if e is not None]
-    if failed:
-        if error is not None:
-            error._fastadmm_collective = True
-            raise error
-        exc = RuntimeError(f"the callback raised on rank {failed[0][0]}: {failed[0][1]}")
-        exc._fastadmm_collective = True
-        raise exc
-    answers = [a for a, _ in gathered if a]
-    if not answers:
-        return None, False
-    text = answers[0] + ("" if answer else " on another rank")
-    return text, "KeyboardInterrupt" in answers[0]

@@ -20,13 +20,13 @@ import time
 
 import numpy as np
 
-from . import _admm_core, _fit, _inputs, _linalg, _losses, _state
+from . import _admm_core, _inputs, _linalg, _losses, _step
 from ._losses import ROW_BLOCK
 from ._settings import ADMMSettings
 
 
-@_fit.register_step
-class FullBatchADMM(_fit.ForwardOutputs):
+@_step.register_step
+class FullBatchADMM(_step.ForwardOutputs):
     """The iterates and buffers of one fit (this rank's rows of them), and the steps of a sweep."""
 
     kind = "admm-fullbatch"
@@ -155,8 +155,8 @@ class FullBatchADMM(_fit.ForwardOutputs):
     def check_state(state, weights):
         L = len(weights)
         _admm_core.check_penalties(state, L)
-        _state.require(state, {"Z": (_state.is_array_list, "a list of arrays"),
-                               "A": (lambda v: v == [] or _state.is_array_list(v), "a list of arrays"),
+        _step.require(state, {"Z": (_step.is_array_list, "a list of arrays"),
+                               "A": (lambda v: v == [] or _step.is_array_list(v), "a list of arrays"),
                                "lam": (lambda v: isinstance(v, np.ndarray), "an array")})
         Z, A, lam = state["Z"], state["A"], state["lam"]
         if len(Z) != L or len(A) != L - 1:

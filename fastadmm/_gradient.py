@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from . import _comm, _fit, _inputs, _linalg, _losses, _sgd_kernels as _k
+from . import _comm, _inputs, _linalg, _losses, _sgd_kernels as _k, _step
 
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults (not tuned here)
 ADAM_EPS = 1e-8  # torch.optim.Adam's default
@@ -120,7 +120,7 @@ def _warmup(dtype, intercept):
     _call_epoch(net, X, T, np.arange(5, dtype=np.int64), 2, 1e-3, 0.9, False, 0, xbuf, tbuf)
 
 
-class GradientSteps(_fit.ForwardOutputs):
+class GradientSteps(_step.ForwardOutputs):
     """The step object of train_sgd (see ``_fit``): one gradient-descent step or SGD epoch per sweep.
     Its fits are not resumed: it has no state."""
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import fastadmm
-from fastadmm import Status, _comm, _fit, _linalg, _losses
+from fastadmm import Status, _comm, _fit, _linalg, _losses, _step
 from fastadmm._fullbatch import FullBatchADMM
 from toy import blobs
 
@@ -34,7 +34,7 @@ class CountingComm(_comm.SingleProcess):
         return buf
 
 
-class ToyStep(_fit.ForwardOutputs):
+class ToyStep(_step.ForwardOutputs):
     """Halves its one weight per sweep; raises NonFiniteError on sweep `fail_at`."""
 
     kind = "toy-halving"

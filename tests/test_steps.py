@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 import fastadmm
-from fastadmm import CheckpointError, _comm, _fit, _losses, _state
+from fastadmm import CheckpointError, _comm, _fit, _losses, _step
 from fastadmm._fullbatch import FullBatchADMM
 from fastadmm._gradient import GradientSteps
 from fastadmm.minibatch import MiniBatchADMM
 from toy import blobs
 
 
-@_fit.register_step
-class RidgeSteps(_fit.ForwardOutputs):
+@_step.register_step
+class RidgeSteps(_step.ForwardOutputs):
     """A linear model moved a fixed fraction towards the ridge fit of a random half of the rows per
     sweep: its state holds an array, a list of arrays, the shuffling stream and plain numbers."""
 
@@ -132,9 +132,9 @@ def test_every_step_object_satisfies_the_step_protocol():
     steps = _steps_of_every_method()
     assert {type(s) for s in steps} == {MiniBatchADMM, FullBatchADMM, GradientSteps}
     for step in steps:
-        assert isinstance(step, _fit.Step), (type(step).__name__, _fit.missing_members(step))
-        assert _fit.missing_members(step) == []
-    assert {MiniBatchADMM.kind, FullBatchADMM.kind} <= set(_state.kinds())
+        assert isinstance(step, _step.Step), (type(step).__name__, _step.missing_members(step))
+        assert _step.missing_members(step) == []
+    assert {MiniBatchADMM.kind, FullBatchADMM.kind} <= set(_step.kinds())
     assert len({MiniBatchADMM.kind, FullBatchADMM.kind, GradientSteps.kind}) == 3
 
 

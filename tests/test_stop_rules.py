@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastadmm
-from fastadmm import ADMMSettings, _comm, _fit, _validation, train_admm
+from fastadmm import ADMMSettings, _comm, _fit, _step, _validation, train_admm
 from fastadmm._settings import FULL_BATCH_TOL, MINI_BATCH_TOL
 from fastadmm.sgd import DEFAULT_TOL, train_sgd
 
@@ -27,7 +27,7 @@ def _weight_for(score):
     return 0.5 / (1000.5 - 1000 * score)
 
 
-class CraftedStep(_fit.ForwardOutputs):
+class CraftedStep(_step.ForwardOutputs):
     """A step object whose epoch k reports the running loss losses[k-1] and whose weights after it
     give the validation accuracy scores[k-1] on X_VAL (and are told apart by their value)."""
 

@@ -25,14 +25,14 @@ import time
 
 import numpy as np
 
-from .. import _admm_core, _backend, _fit, _losses, _state
+from .. import _admm_core, _backend, _losses, _step
 from . import sweeps, updates
 from .inputs import InputMap
 from .refit import OutputRefit
 from .schedule import Schedule
 
 
-@_fit.register_step
+@_step.register_step
 class MiniBatchADMM:
     """The weights, buffers and update steps of a mini-batch fit (one process)."""
 
@@ -144,7 +144,7 @@ class MiniBatchADMM:
     def check_state(state, weights):
         L = len(weights)
         _admm_core.check_penalties(state, L)
-        _state.require(state, {"rng": (lambda v: isinstance(v, dict), "an object (a numpy bit generator's state)"),
+        _step.require(state, {"rng": (lambda v: isinstance(v, dict), "an object (a numpy bit generator's state)"),
                                "S": (lambda v: isinstance(v, list), "a list of arrays"),
                                "bias_1": (lambda v: isinstance(v, np.ndarray), "an array")})
         if len(state["S"]) != L:
