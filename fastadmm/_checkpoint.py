@@ -285,6 +285,9 @@ def _fields(meta: dict, arrays: dict, path: Path) -> dict:
 
     state = None
     if sm is not None:
+        clash = sorted({"kind", *sm["arrays"]} & set(sm["values"]))
+        if clash:
+            raise CheckpointError(f"{path}: the state names {clash} both as values and as its kind or arrays")
         state = {"kind": sm["kind"], **sm["values"]}
         for name, n in sm["arrays"].items():
             state[name] = arrays[f"state.{name}"] if n is None else [arrays[f"state.{name}.{i}"] for i in range(n)]

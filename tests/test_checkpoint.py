@@ -287,6 +287,10 @@ MINIBATCH_INCONSISTENT = {
     "rng not a generator state": (lambda m, a: _values(m, lambda v: v.update(rng={"bit_generator": "MT0"})), "rng"),
     "rng missing": (lambda m, a: _values(m, lambda v: v.pop("rng")), "rng"),
     "an S array missing": (lambda m, a: (a.pop("state.S.1"), m)[1], "missing"),
+    "S a vector": (lambda m, a: _set(a, **{"state.S.0": np.zeros(3)}) or m, "S0"),
+    "S as a JSON value": (lambda m, a: (a.pop("state.S.0"), a.pop("state.S.1"), _arrays(m, lambda n: n.pop("S")),
+                                        _values(m, lambda v: v.update(S=[1, 2])))[-1], "'S'"),
+    "a value named like an array": (lambda m, a: _values(m, lambda v: v.update(bias_1=[1.0])), "both as values"),
     "bias_1 of the wrong length": (lambda m, a: _set(a, **{"state.bias_1": np.zeros(7)}) or m, "bias_1"),
 }
 

@@ -145,15 +145,15 @@ class MiniBatchADMM:
         L = len(weights)
         _admm_core.check_penalties(state, L)
         _step.require(state, {"rng": (lambda v: isinstance(v, dict), "an object (a numpy bit generator's state)"),
-                               "S": (lambda v: isinstance(v, list), "a list of arrays"),
+                               "S": (_step.is_array_list, "a list of arrays"),
                                "bias_1": (lambda v: isinstance(v, np.ndarray), "an array")})
         if len(state["S"]) != L:
             raise ValueError(f"the mini-batch state of a {L}-layer network needs {L} Grams, got {len(state['S'])}")
         for i, (S, W) in enumerate(zip(state["S"], weights)):
             # W_1's Gram is over its kept columns: at most W_1's width
-            ok = S.shape == (0, 0) or (S.shape[0] == S.shape[1] and (S.shape[0] <= W.shape[1] if i == 0 else
-                                                                     S.shape[0] == W.shape[1]))
-            if not isinstance(S, np.ndarray) or S.dtype != np.float64 or S.ndim != 2 or not ok:
+            ok = S.ndim == 2 and (S.shape == (0, 0) or (S.shape[0] == S.shape[1] and (
+                S.shape[0] <= W.shape[1] if i == 0 else S.shape[0] == W.shape[1])))
+            if S.dtype != np.float64 or not ok:
                 raise ValueError(f"state array S{i} has shape {S.shape} and dtype {S.dtype}; W{i} requires float64 "
                                  f"of shape {(W.shape[1], W.shape[1])} (or (0, 0))")
         try:
