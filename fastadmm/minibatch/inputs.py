@@ -13,10 +13,11 @@ GATHER_ROWS = 1024  # rows per block of the passes over the whole training set (
 
 
 class InputMap:
-    """`compiled`: the compiled updates module (its gather), or None for NumPy's takes."""
+    """`compiled`: the compiled updates module (its gather of rows and kept columns), or None for
+    NumPy's takes."""
 
     def __init__(self, X, settings, dtype, compiled, largest_batch, nonzero=None):
-        self.X, self.dtype, self.compiled = X, dtype, compiled
+        self.X, self.dtype = X, dtype
         self.active = (
             _inputs.kept_features(_inputs.nonzero_features(X) if nonzero is None else nonzero)
             if settings.skip_zero_inputs else None
@@ -31,8 +32,10 @@ class InputMap:
             self.mu = self.mu64.astype(dtype)
         # The batch's rows at X's full width, before their kept columns are taken (without the compiled gather).
         self.rows_buffer = None if self.active is None else np.empty((largest_batch, X.shape[1]), dtype)
-        # The kept columns as runs of consecutive indices, for the compiled gather.
+        # The compiled gather, when there are columns to leave out, with the kept columns as runs of
+        # consecutive indices; else NumPy's takes.
         self.runs = None if self.active is None or compiled is None else compiled.column_runs(self.active)
+        self._gather = None if self.runs is None else compiled.gather
         self.test_copy = None  # compact_test's copy of the held-out rows, if it made one
 
     # -- W_1 between the kept columns and the user's, centred inputs and raw ones ----------------
@@ -60,8 +63,8 @@ class InputMap:
         """out[:B] <- the rows `rows` of X, their kept columns, in the fit's dtype, centred."""
         B, X = rows.shape[0], self.X
         # mode="clip" (the rows are valid): np.take's default "raise" buffers its output, 3-4x slower here
-        if self.compiled is not None and self.active is not None:  # rows and kept columns in one pass
-            self.compiled.gather(X, rows, self.runs, out)
+        if self._gather is not None:  # rows and kept columns in one pass
+            self._gather(X, rows, self.runs, out)
         elif X.dtype.itemsize < out.dtype.itemsize:  # float32 X, float64 fit: np.take's out= must cast
             # safely to X's type, which float64 does not; gather in X's type, then widen
             if self.active is None:
@@ -89,7 +92,7 @@ class InputMap:
         N = X.shape[0]
         dt = self.dtype
         compact = X is self.test_copy  # already the kept columns, in the fit's dtype
-        gather = not compact and self.compiled is not None and self.active is not None
+        gather = not compact and self._gather is not None
         W = W1 if self.active is None or gather or compact else self.expand(W1)
         V, b = W[:, :-1].T, W[:, -1]
         buf = np.empty((min(rows, N), W.shape[0]), dt)
@@ -100,7 +103,7 @@ class InputMap:
             block = X[start:stop]
             if gather:  # this block's rows and kept columns, in the fit's type
                 block = cast[: stop - start]
-                self.compiled.gather(X, np.arange(start, stop, dtype=np.intp), self.runs, block)
+                self._gather(X, np.arange(start, stop, dtype=np.intp), self.runs, block)
             elif cast is not None:  # a float64 X in a float32 fit: this block only, in the fit's type
                 block = cast[: stop - start]
                 block[...] = X[start:stop]
@@ -128,8 +131,8 @@ class InputMap:
         copy = np.empty((X_test.shape[0], self.width), self.dtype)
         if self.active is None:
             copy[...] = X_test
-        elif self.compiled is not None:
-            self.compiled.gather(X_test, np.arange(X_test.shape[0], dtype=np.intp), self.runs, copy)
+        elif self._gather is not None:
+            self._gather(X_test, np.arange(X_test.shape[0], dtype=np.intp), self.runs, copy)
         else:
             copy[...] = np.take(X_test, self.active, axis=1)
         self.test_copy = copy
