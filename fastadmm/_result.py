@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _checkpoint, _losses, _validation
+from . import _arrays, _checkpoint, _losses
 
 
 class Status(str, enum.Enum):
@@ -115,7 +115,7 @@ class Result:
         dtype = self.weights[0].dtype.name
         if dtype == "float32" and getattr(X, "dtype", None) != np.float32:
             dtype = "float64"
-        X = _validation.check_X(X, "X", dtype, n_features=n_in)
+        X = _arrays.check_X(X, "X", dtype, n_features=n_in)
         weights = [W if W.dtype == X.dtype else W.astype(X.dtype) for W in self.weights]
         return _losses.forward(weights, X, self.intercept)
 

@@ -49,7 +49,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import _fit, _inputs, _losses, _sgd_kernels as _k, _threads, _validation
+from . import _arrays, _fit, _inputs, _losses, _sgd_kernels as _k, _threads, _validation
 from ._gradient import ADAM_BETAS, ADAM_EPS, GradientSteps, _Net
 from ._gradient import _call_epoch, _full_width, _initial_weights, _warmup  # noqa: F401 - benchmarks reach them
 from ._constraints import boolean, check_fields, choice, integer, real
@@ -320,7 +320,7 @@ def train_sgd(
         raise TypeError("callback must be callable (or None)")
     verbose = _validation.check_verbose(verbose)
     validation_fraction = _validation.check_validation_fraction(validation_fraction, s.eval_every)
-    X, y_index, classes = _validation.check_Xy(X, y, s.dtype)
+    X, y_index, classes = _arrays.check_Xy(X, y, s.dtype)
     X_val = y_val_index = None
     if validation_fraction is not None:  # the last rows of every class, as train_admm holds them out
         train_rows, val_rows = _validation.validation_rows(y_index, validation_fraction)
@@ -331,7 +331,7 @@ def train_sgd(
             "pass batch_size=None for full-batch gradient descent"
         )
     rng = _validation.check_random_state(random_state)
-    X_test, y_test_index = _validation.check_test(X_test, y_test, classes, X.shape[1], X.dtype)
+    X_test, y_test_index = _arrays.check_test(X_test, y_test, classes, X.shape[1], X.dtype)
     method = s.method
     adam = s.optimizer == "adam"
     lr_used = float(s.lr if s.lr is not None else (DEFAULT_ADAM_LR if adam else DEFAULT_LR)[method])

@@ -1,10 +1,10 @@
-"""The boundary checks of fastadmm._validation: numpy scalars accepted wherever Python numbers are,
-every rejection naming the argument."""
+"""The boundary checks of fastadmm._validation and fastadmm._arrays: numpy scalars accepted wherever
+Python numbers are, every rejection naming the argument."""
 
 import numpy as np
 import pytest
 
-from fastadmm import _validation as v
+from fastadmm import _arrays, _validation as v
 
 
 @pytest.mark.parametrize("value", [2, 2.0, np.float32(2.0), np.float64(2.0), np.int64(2), np.int8(2), np.float16(2)])
@@ -104,7 +104,7 @@ def test_hidden_and_max_iter_accept_numpy_integers():
 def test_complex_X_is_a_type_error_with_the_fix():
     X = np.ones((4, 2), dtype=complex)
     with pytest.raises(TypeError, match=r"X must hold real numbers, got complex dtype complex128.*X\.real"):
-        v.check_X(X)
+        _arrays.check_X(X)
 
 
 def test_non_finite_rows_are_counted_and_named():
@@ -112,10 +112,10 @@ def test_non_finite_rows_are_counted_and_named():
     X[[2, 5], 1] = np.nan
     X[7, 0] = -np.inf
     with pytest.raises(ValueError, match=r"X contains NaN or infinity in 3 of 30 rows \(first at row 2; rows 2, 5, 7\)"):
-        v.check_X(X)
+        _arrays.check_X(X)
     X[:, :] = np.nan  # every row: the list is cut after 10
     with pytest.raises(ValueError, match=r"in 30 of 30 rows \(first at row 0; rows 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, \.\.\.\)"):
-        v.check_X(X, "X_test")
+        _arrays.check_X(X, "X_test")
 
 
 def test_random_state_record_keeps_numpy_seeds_as_ints():
