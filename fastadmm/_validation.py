@@ -208,6 +208,10 @@ def fingerprint(X, y_index) -> str:
     return h.hexdigest()
 
 
+# The state kinds of the two ADMM step objects (_fullbatch.FullBatchADMM, minibatch.MiniBatchADMM).
+_ADMM_KINDS = ("admm-fullbatch", "admm-minibatch")
+
+
 def check_init(init, sizes, loss, classes, settings, dtype, X, y_index) -> None:
     """Refuse an `init` that this call cannot continue: another method, data, net or loss, or
     settings that change the method (_settings.resume_changes; when and how the fit stops and
@@ -215,8 +219,9 @@ def check_init(init, sizes, loss, classes, settings, dtype, X, y_index) -> None:
     if init is None:
         return
     minibatch = settings.batch_size is not None
-    if isinstance(init, Result) and init.state is not None and ("S" in init.state) != minibatch:
-        kind = "mini-batch (batch_size set)" if "S" in init.state else "full-batch (batch_size=None)"
+    if isinstance(init, Result) and init.state is not None and init.state.get("kind") in _ADMM_KINDS \
+            and (init.state["kind"] == _ADMM_KINDS[1]) != minibatch:
+        kind = "mini-batch (batch_size set)" if minibatch is False else "full-batch (batch_size=None)"
         raise ValueError(f"init is a {kind} fit; resume it with the same batch_size")
     recorded = init.settings if isinstance(init, Result) and isinstance(init.settings, dict) else {}
     stored = recorded.get("data_fingerprint")
