@@ -2,7 +2,7 @@
 
 Used by the pytest suite (``test_bench_iteration.py``: GFLOP/s of a sweep against a same-run matmul)
 and by the scripts (``mpi_scaling.py`` and its ``_scaling_model.py``: GFLOP/s per rank, the GEMM
-calibration, the cluster projection).  The count is analytic, issue 4's, from Algorithm 1: the same
+calibration, the cluster projection).  The count is analytic, from Algorithm 1: the same
 whatever the implementation does (the driver leaves all-zero input pixels out, for one; pass the
 kept width as ``sizes[0]`` to count what it multiplies).
 """

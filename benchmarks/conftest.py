@@ -1,4 +1,4 @@
-"""pytest-benchmark suite of fastadmm (issue 4).  Run it from the project folder with
+"""pytest-benchmark suite of fastadmm.  Run it from the project folder with
 
     python -m pytest benchmarks --benchmark-only --benchmark-json /tmp/bench.json
 

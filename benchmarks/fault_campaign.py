@@ -1,4 +1,4 @@
-"""Fault table for issue 9 items 2, 8, 9, 10(part) and issue 10's JSON defect (data, checkpoints, atomic writes).
+"""Fault table (data, checkpoints, atomic writes).
 
 Run:  OPENBLAS_NUM_THREADS=1 python benchmarks/fault_campaign.py [label]
 With PYTHONPATH pointing at another copy of fastadmm it measures that copy (the "before" run uses an

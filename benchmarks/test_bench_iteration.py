@@ -7,7 +7,7 @@ by ``WARM`` sweeps (past the warm start, so the multiplier step is on).  Evaluat
 tests and the per-iteration reduction of ``train_admm``'s loop are not part of a sweep (they are
 O(N) and small; see test_bench_time_to_accuracy for whole fits).
 
-FLOPs are the analytic count of issue 4 (``_flops.admm_sweep_flops``) for sizes [784, 100, 50, 10, 1] (1.86 GFLOP at
+FLOPs are the analytic count (``_flops.admm_sweep_flops``) for sizes [784, 100, 50, 10, 1] (1.86 GFLOP at
 N = 4,839), whatever the implementation actually does (it leaves all-zero pixels out, for one).
 The yardstick is the same-run GFLOP/s of one numpy matmul (N x 784) @ (784 x 100) in the same
 dtype, timed right after the sweep in the same test.

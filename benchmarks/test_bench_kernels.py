@@ -10,7 +10,7 @@ Bytes are counted as the logical traffic, one read or one write of each array to
 lam read; lam, z (= m) written -> 5 n itemsize.  ``np.copyto``: one read, one write -> 2 n itemsize.
 (A write also costs the cache a read-for-ownership; it is not counted here, nor for the copy.)
 
-Targets (issue 4): each compiled kernel >= 3x faster than its numpy reference (``backend="numpy"``,
+Targets: each compiled kernel >= 3x faster than its numpy reference (``backend="numpy"``,
 same arrays) and at >= 1/1.5 of the GB/s of a same-run ``np.copyto`` of an array of the same size.
 The target figures come from the three called in turn right after the benchmark (fastest call of
 each, ``extra_info["side_by_side_seconds"]``); the benchmark table shows the kernel alone.

@@ -1,4 +1,4 @@
-"""Time to accuracy as a user sees it: the wall time of a fresh default call (issue 12).
+"""Time to accuracy as a user sees it: the wall time of a fresh default call.
 
 The figure is the wall-clock seconds from the call of ``train_admm(X, y, X_test=..., y_test=...,
 callback=stop_at_target)`` (every other argument at its default: mini-batch ADMM, its measured

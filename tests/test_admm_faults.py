@@ -1,4 +1,4 @@
-"""Faults around a fit that must never lose it (issue 9, item 5) and callbacks that stop it (issue 10)."""
+"""Faults around a fit that must never lose it and callbacks that stop it."""
 
 from __future__ import annotations
 

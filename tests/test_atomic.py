@@ -1,4 +1,4 @@
-"""fastadmm._atomic: atomic writes, and the temporary files a killed writer leaves (issue 9, item 10)."""
+"""fastadmm._atomic: atomic writes, and the temporary files a killed writer leaves."""
 
 import os
 import signal

@@ -115,7 +115,7 @@ def test_save_into_missing_folder_names_it(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# Every damaged or inconsistent file raises CheckpointError naming it (issue 9, item 8)
+# Every damaged or inconsistent file raises CheckpointError naming it
 
 
 def small_result(batch_size=None, **kw):
@@ -344,7 +344,7 @@ def test_npy_header_announcing_more_than_the_member_holds(tmp_path, shape):
 
 
 # --------------------------------------------------------------------------------------------------
-# One JSON codec: NaN and +-inf round-trip as floats (issue 10)
+# One JSON codec: NaN and +-inf round-trip as floats
 
 
 @pytest.mark.parametrize("kind", ["full-batch", "mini-batch"])

@@ -285,7 +285,7 @@ def test_wrong_magic_names_it(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# Headers checked against the file before allocating (issue 9, item 9)
+# Headers checked against the file before allocating
 
 
 def idx_with_dims(array: np.ndarray, dims) -> bytes:

@@ -1,5 +1,5 @@
-"""The one fit loop (fastadmm._fit) behind train_admm and train_sgd (issue 10), and the full-batch
-evaluation that reuses the sweep's W_1 a_0 (issue 12)."""
+"""The one fit loop (fastadmm._fit) behind train_admm and train_sgd, and the full-batch
+evaluation that reuses the sweep's W_1 a_0."""
 
 from __future__ import annotations
 
@@ -267,7 +267,7 @@ def test_loss_codes_are_declared_once():
         kernels.output_z(np.zeros(3), np.zeros(3), np.zeros(3), 1.0, loss="cross_entropy")
 
 
-# -- issue 12: the full-batch evaluation reuses W_1 a_0 of the sweep -----------------------------
+# -- the full-batch evaluation reuses W_1 a_0 of the sweep -----------------------------
 
 
 @pytest.mark.parametrize("hidden, loss, k, intercept", [((8, 5), "mse", 2, True), ((6,), "hinge", 3, False),

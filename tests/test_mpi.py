@@ -154,7 +154,7 @@ def test_an_error_on_one_rank_stops_every_rank(n, mode, pattern):
     ],
 )
 def test_plain_train_admm_refuses_arguments_that_differ_between_ranks(mode, pattern):
-    """Issue 9, item 6: before, the rank with the smaller max_iter left and the other waited forever;
+    """Before the fix, the rank with the smaller max_iter left and the other waited forever;
     a different loss trained silently; a different net ended in MPICH's "Message truncated"."""
     proc = _mpiexec(2, mode)
     assert proc.returncode != 0
