@@ -1,4 +1,4 @@
-"""Timing helpers and the register of issue-4 targets shared by the benchmark modules.
+"""Timing helpers and the register of performance targets shared by the benchmark modules.
 
 Every benchmark is timed by pytest-benchmark (``benchmark.pedantic`` with warm-up rounds, so no
 JIT compilation or first-touch page fault lands in a timed round).  The same-run references a

@@ -92,7 +92,7 @@ def pytest_terminal_summary(terminalreporter):
     if not _measure.TARGETS:
         return
     tr = terminalreporter
-    tr.section("fastadmm issue-4 targets (same run, one thread)")
+    tr.section("fastadmm performance targets (same run, one thread)")
     if PRELOADED:
         tr.write_line(f"warning: {PRELOADED} were imported before the thread variables were set")
     width = max(len(r["name"]) for r in _measure.TARGETS.values())

@@ -109,7 +109,7 @@ def test_admm_iteration(benchmark, case):
     weights = problem.full_width(problem.compact_weights())
     assert all(np.isfinite(W).all() for W in weights) and np.isfinite(sums).all()
     flops = admm_sweep_flops(mlp_sizes(X.shape[1]), n)
-    # The figure for its own example: 1.86 GFLOP for 784-100-50-10-1 at N = 4,839.
+    # The analytic count for this example: 1.86 GFLOP for 784-100-50-10-1 at N = 4,839.
     assert round(admm_sweep_flops([784, 100, 50, 10, 1], 4_839) / 1e9, 2) == 1.86
     info = benchmark.extra_info
     info.update(N=n, dtype=dtype, data=w.source, sizes=mlp_sizes(X.shape[1]), flops=flops,
