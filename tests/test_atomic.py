@@ -52,7 +52,7 @@ def test_the_next_write_removes_what_a_killed_writer_left(tmp_path):
     kill(proc)
     left = temporaries(tmp_path)
     assert len(left) == 1 and left[0].startswith(".ck.npz.") and str(proc.pid) in left[0]
-    assert (tmp_path / left[0]).stat().st_size == 1_000_000  # the leftover the issue describes
+    assert (tmp_path / left[0]).stat().st_size == 1_000_000  # the leftover a killed writer leaves
     _atomic.atomic_write(target, lambda f: f.write(b"new"))
     assert target.read_bytes() == b"new"
     assert temporaries(tmp_path) == []
