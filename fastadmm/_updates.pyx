@@ -31,7 +31,7 @@ cimport scipy.linalg.cython_blas as blas
 cimport scipy.linalg.cython_lapack as lapack
 
 # Checked by fastadmm._backend.updates(): bump it with _backend.UPDATES_ABI when a signature changes.
-UPDATES_ABI = 1
+UPDATES_ABI = 2
 
 # The same bound as fastadmm._linalg.FLOAT32_COND_LIMIT (checked by the tests).
 FLOAT32_COND_LIMIT = 1e4
@@ -122,23 +122,12 @@ cdef inline bint _all_finite(floating* x, Py_ssize_t size) noexcept nogil:
     return bad == 0
 
 
-cdef void _shrink(floating[:, ::1] W, double shrink) noexcept nogil:
-    # The weight decay's proximal step on the weights (not the bias, the last column).
-    cdef Py_ssize_t j, q, m = W.shape[1] - 1
-    cdef floating f = <floating>shrink
-    if shrink == 1.0:
-        return
-    for j in range(W.shape[0]):
-        for q in range(m):
-            W[j, q] = W[j, q] * f
-
-
 cdef int _w_update(const floating[:, ::1] A, floating[:, ::1] R, const floating[:, ::1] W_prev,
-                   floating[:, ::1] W_out, double prox, floating* K, floating* S) noexcept nogil:
+                   floating[:, ::1] W_out, double prox, double shrink, floating* K, floating* S) noexcept nogil:
     cdef int B = A.shape[0], m = A.shape[1], h = R.shape[1], n = m + 1
     cdef int i, j, q
     cdef double trace = 0.0, mean_diag, shift
-    cdef floating s
+    cdef floating s, f = <floating>shrink
     if not _all_finite(&R[0, 0], <Py_ssize_t>B * h):
         return ST_NONFINITE
     if B < n:
@@ -160,7 +149,7 @@ cdef int _w_update(const floating[:, ::1] A, floating[:, ::1] R, const floating[
         _solve_columns(K, B, &R[0, 0], h)  # R <- Y = K^-1 R
         for j in range(h):
             for q in range(n):
-                W_out[j, q] = W_prev[j, q]
+                W_out[j, q] = f * W_prev[j, q]
         # W_out[:, :m] += Y^T A (leading dimension n); the bias column += the sums of Y's columns
         _gemm_rm(c'T', c'N', h, m, B, <floating>1, &R[0, 0], h, <floating*>&A[0, 0], m, <floating>1, &W_out[0, 0], n)
         for j in range(h):
@@ -200,16 +189,17 @@ cdef int _w_update(const floating[:, ::1] A, floating[:, ::1] R, const floating[
     _solve_columns(K, n, S, h)
     for j in range(h):
         for q in range(n):
-            W_out[j, q] = W_prev[j, q] + S[q * h + j]
+            W_out[j, q] = f * W_prev[j, q] + S[q * h + j]
     return ST_OK
 
 
 def w_update(const floating[:, ::1] A, const floating[:, ::1] Z, const floating[:, ::1] M, floating[:, ::1] R,
              const floating[:, ::1] W_prev, floating[:, ::1] W_out, double prox, double shrink,
              floating[::1] square, floating[::1] work):
-    """W_out <- W_prev + R^T [A 1] ([A 1]^T [A 1] + p I)^-1 with the residuals R = Z - W_prev [A 1]^T,
-    the proximal W-update of a batch, then W_out's weights (not its bias) times ``shrink`` (the
-    weight decay's step; 1 for none).
+    """W_out <- s W_prev + R^T [A 1] ([A 1]^T [A 1] + p I)^-1 with the residuals R = Z - s W_prev [A 1]^T,
+    the proximal W-update of a batch anchored at s W_prev (s = ``shrink``: p_l / (p_l + r) for a ridge
+    r, which makes it the exact step of min ||Z - W [A 1]^T||^2 + p_l ||W - W_prev||^2 + r ||W||^2
+    with p = p_l + r; 1 for none).
 
     A (B, m): the batch's inputs a_{l-1}; Z (B, h): the targets z_l; M (B, h): W_prev [A 1]^T if the
     caller has it, else None (then it is computed into R); R (B, h): scratch, overwritten by the
@@ -227,19 +217,17 @@ def w_update(const floating[:, ::1] A, const floating[:, ::1] Z, const floating[
             or Z.shape[0] != B or Z.shape[1] != h or (M is not None and (M.shape[0] != B or M.shape[1] != h)):
         raise ValueError("w_update: inconsistent shapes or scratch too small")
     with nogil:
-        if M is None:  # R = Z - b - A W_b^T
+        if M is None:  # R = Z - s (b + A W_b^T)
             for i in range(B):
                 for j in range(h):
-                    R[i, j] = Z[i, j] - W_prev[j, m]
-            _gemm_rm(c'N', c'T', B, h, m, <floating>-1, <floating*>&A[0, 0], m, <floating*>&W_prev[0, 0], n,
+                    R[i, j] = Z[i, j] - <floating>shrink * W_prev[j, m]
+            _gemm_rm(c'N', c'T', B, h, m, <floating>(-shrink), <floating*>&A[0, 0], m, <floating*>&W_prev[0, 0], n,
                      <floating>1, &R[0, 0], h)
         else:
             for i in range(B):
                 for j in range(h):
-                    R[i, j] = Z[i, j] - M[i, j]
-        status = _w_update(A, R, W_prev, W_out, prox, &square[0], &work[0])
-        if status == ST_OK:
-            _shrink(W_out, shrink)
+                    R[i, j] = Z[i, j] - <floating>shrink * M[i, j]
+        status = _w_update(A, R, W_prev, W_out, prox, shrink, &square[0], &work[0])
     return status
 
 

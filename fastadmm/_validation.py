@@ -20,7 +20,9 @@ from . import _losses, _memory, _settings
 from ._arrays import check_fits, check_test, check_Xy
 # The scalar checkers live with the settings' constraints (which use them); importable from here too.
 from ._constraints import as_bool, as_int, as_real  # noqa: F401
+from ._fullbatch import FullBatchADMM
 from ._result import Result
+from .minibatch import MiniBatchADMM
 
 
 def check_hidden(hidden, name="hidden"):
@@ -208,10 +210,6 @@ def fingerprint(X, y_index) -> str:
     return h.hexdigest()
 
 
-# The state kinds of the two ADMM step objects (_fullbatch.FullBatchADMM, minibatch.MiniBatchADMM).
-_ADMM_KINDS = ("admm-fullbatch", "admm-minibatch")
-
-
 def check_init(init, sizes, loss, classes, settings, dtype, X, y_index) -> None:
     """Refuse an `init` that this call cannot continue: another method, data, net or loss, or
     settings that change the method (_settings.resume_changes; when and how the fit stops and
@@ -219,8 +217,9 @@ def check_init(init, sizes, loss, classes, settings, dtype, X, y_index) -> None:
     if init is None:
         return
     minibatch = settings.batch_size is not None
-    if isinstance(init, Result) and init.state is not None and init.state.get("kind") in _ADMM_KINDS \
-            and (init.state["kind"] == _ADMM_KINDS[1]) != minibatch:
+    kinds = {FullBatchADMM.kind: False, MiniBatchADMM.kind: True}  # the state kind -> mini-batch?
+    if isinstance(init, Result) and init.state is not None and init.state.get("kind") in kinds \
+            and kinds[init.state["kind"]] != minibatch:
         kind = "mini-batch (batch_size set)" if minibatch is False else "full-batch (batch_size=None)"
         raise ValueError(f"init is a {kind} fit; resume it with the same batch_size")
     recorded = init.settings if isinstance(init, Result) and isinstance(init.settings, dict) else {}

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 import fastadmm
-from fastadmm import Status, _comm, _fit, _linalg, _losses, _step
+from fastadmm import Status, _comm, _fit, _linalg, _losses
 from fastadmm._fullbatch import FullBatchADMM
-from toy import blobs
+from toy import WeightListStep, blobs
 
 
 # -- the loop itself, driven by a toy step object ------------------------------------------------
@@ -34,11 +34,10 @@ class CountingComm(_comm.SingleProcess):
         return buf
 
 
-class ToyStep(_step.ForwardOutputs):
+class ToyStep(WeightListStep):
     """Halves its one weight per sweep; raises NonFiniteError on sweep `fail_at`."""
 
     kind = "toy-halving"
-    intercept = False
 
     def __init__(self, X, fail_at=None):
         self.comm = CountingComm()
@@ -53,25 +52,6 @@ class ToyStep(_step.ForwardOutputs):
         self.W = [self.W[0] * 0.5]
         self.iteration += 1
         return np.array([2.0 ** -self.iteration]), None
-
-    def compact_weights(self):
-        return list(self.W)
-
-    def full_width(self, weights):
-        return [W.copy() for W in weights]
-
-    def running_counts(self):
-        return 0.0, 0
-
-    def to_state(self):
-        return {"iteration": self.iteration}
-
-    def from_state(self, state, weights):
-        self.iteration, self.W = state["iteration"], list(weights)
-
-    @staticmethod
-    def check_state(state, weights):
-        pass
 
 
 def _toy_run(step, **plan):

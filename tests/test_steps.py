@@ -158,11 +158,3 @@ def test_admm_states_carry_their_kind_and_one_penalty_layout(batch_size):
     assert res.state["kind"] == kind
     assert len(res.state["beta"]) == 3 and len(res.state["gamma"]) == 2  # beta_1..beta_L, gamma_1..gamma_{L-1}
 
-
-def test_the_boundary_names_the_admm_step_kinds():
-    """_validation tells the two ADMM methods' states apart by the kinds their step objects declare."""
-    from fastadmm._fullbatch import FullBatchADMM
-    from fastadmm._validation import _ADMM_KINDS
-    from fastadmm.minibatch import MiniBatchADMM
-
-    assert (FullBatchADMM.kind, MiniBatchADMM.kind) == _ADMM_KINDS

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import fastadmm
-from fastadmm import ADMMSettings, _comm, _fit, _step, _validation, train_admm
+from fastadmm import ADMMSettings, _comm, _fit, _validation, train_admm
 from fastadmm._settings import FULL_BATCH_TOL, MINI_BATCH_TOL
 from fastadmm.sgd import DEFAULT_TOL, train_sgd
 
-from toy import blobs
+from toy import WeightListStep, blobs
 
 
 # -- the rules on crafted histories ----------------------------------------------------------------
@@ -27,12 +27,11 @@ def _weight_for(score):
     return 0.5 / (1000.5 - 1000 * score)
 
 
-class CraftedStep(_step.ForwardOutputs):
+class CraftedStep(WeightListStep):
     """A step object whose epoch k reports the running loss losses[k-1] and whose weights after it
     give the validation accuracy scores[k-1] on X_VAL (and are told apart by their value)."""
 
     kind = "crafted"
-    intercept = False
 
     def __init__(self, losses, scores=None):
         self.comm = _comm.SingleProcess()
@@ -50,22 +49,6 @@ class CraftedStep(_step.ForwardOutputs):
 
     def running_counts(self):
         return self.losses[self.iteration - 1] * self.X.shape[0], 0
-
-    def compact_weights(self):
-        return list(self.W)
-
-    def full_width(self, weights):
-        return [W.copy() for W in weights]
-
-    def to_state(self):
-        return {"iteration": self.iteration}
-
-    def from_state(self, state, weights):
-        self.iteration, self.W = state["iteration"], list(weights)
-
-    @staticmethod
-    def check_state(state, weights):
-        pass
 
 
 X_VAL = np.arange(1.0, 1001.0)[:, None]

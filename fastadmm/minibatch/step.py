@@ -282,10 +282,6 @@ class MiniBatchADMM:
             prox = self.s.output_prox if l == self.L else self.s.prox
             self.W[l] = updates.solve_gram(G, rhs, Wp, self.S[l], prox, self.s.weight_decay, B)
             return
-        if self._shrink[l] != 1.0:
-            # The ridge: min ||Z - W a||^2 + p ||W - W_prev||^2 + r ||W||^2 is the proximal step of weight
-            # p + r anchored at W_prev p / (p + r) (exact; M scales with W_prev).
-            Wp *= self._shrink[l]
-            if M is not None:
-                M *= self._shrink[l]
-        self.updates.w_update(l, A, Z, M, R, Wp, self._prox[l])
+        # The ridge: min ||Z - W a||^2 + p ||W - W_prev||^2 + r ||W||^2 is the proximal step of weight
+        # p + r anchored at W_prev p / (p + r) (exact).
+        self.updates.w_update(l, A, Z, M, R, Wp, self._prox[l], self._shrink[l])

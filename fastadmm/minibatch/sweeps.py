@@ -69,18 +69,19 @@ def _down(step, B, sums, timings, w_first):
             timings["z"] += time.perf_counter() - t0
 
 
-def layerwise(step, B, sums, timings):
+def _sweeps_down(step, B, sums, timings, w_first):
     for sweep in range(step.s.batch_sweeps):
         if sweep:
             step._forward(B)
-        _down(step, B, sums, timings, w_first=False)
+        _down(step, B, sums, timings, w_first)
+
+
+def layerwise(step, B, sums, timings):
+    _sweeps_down(step, B, sums, timings, w_first=False)
 
 
 def residual(step, B, sums, timings):
-    for sweep in range(step.s.batch_sweeps):
-        if sweep:
-            step._forward(B)
-        _down(step, B, sums, timings, w_first=True)
+    _sweeps_down(step, B, sums, timings, w_first=True)
 
 
 SWEEPS = {"residual": residual, "layerwise": layerwise, "targets_first": targets_first}

@@ -55,12 +55,16 @@ class NumpyUpdates:
         np.maximum(M, 0, out=relu_out)
         relu_copy[...] = relu_out
 
-    def w_update(self, layer, A, Z, M, R, W, prox):
-        """W <- W + (Z - W [A 1]) [A 1]^T ([A 1]^T [A 1] + p I)^-1 in place, p = prox times the mean diagonal
-        of [A 1]^T [A 1]; M: W [A 1], or None to compute it; R: scratch of Z's shape."""
+    def w_update(self, layer, A, Z, M, R, W, prox, shrink):
+        """W <- s W + (Z - s W [A 1]) [A 1]^T ([A 1]^T [A 1] + p I)^-1 in place (s = shrink, the anchor's
+        scale: the ridge's step), p = prox times the mean diagonal of [A 1]^T [A 1]; M: W [A 1], or None
+        to compute it; R: scratch of Z's shape.  M is not modified."""
+        if shrink != 1.0:
+            W *= shrink
+            M = None if M is None else np.multiply(M, shrink, out=R)
         if M is None:
             M = self.linear(A, W, R)
-        np.subtract(Z, M, out=R)  # z_l - W_prev a_{l-1}
+        np.subtract(Z, M, out=R)  # z_l - s W_prev a_{l-1}
         B, n = A.shape[0], A.shape[1] + 1
         if B < n:
             # Push-through identity: (a a^T + p I)^-1 a = a (a^T a + p I)^-1, a B x B solve (row layout:
@@ -129,15 +133,16 @@ class CompiledUpdates(NumpyUpdates):
     def hidden(self, A, W, M, relu_out, relu_copy):
         self.module.linear(A, W, M, relu_out, relu_copy)
 
-    def w_update(self, layer, A, Z, M, R, W, prox):
-        # The residuals (from M, or computed), the solve and the update in one call.
-        status = self.module.w_update(A, Z, M, R, W, W, prox, 1.0, self.square_buf, self.prod_buf)
+    def w_update(self, layer, A, Z, M, R, W, prox, shrink):
+        # The residuals (from M, or computed), the solve and the update in one call; W is untouched
+        # unless the status is OK.
+        status = self.module.w_update(A, Z, M, R, W, W, prox, shrink, self.square_buf, self.prod_buf)
         if status == self.module.OK:
             return
         if status != self.module.NEEDS_FLOAT64:
             raise _linalg.NonFiniteError(f"layer {layer}: the batch's activations or targets hold NaN or infinity, "
                                          "or its W-update's system is not positive definite")
-        super().w_update(layer, A, Z, M, R, W, prox)
+        super().w_update(layer, A, Z, M, R, W, prox, shrink)
 
     def a_update(self, layer, W, Z, H, beta, gamma, out, R):
         if W.shape[0] < W.shape[1] - 1:
