@@ -7,7 +7,8 @@ reduction is the identity, so the single-process driver pays nothing for it.
 This module is the one place of the rules that keep ranks in step (the driver, the command line
 and :mod:`fastadmm.distributed` all call them):
 
-* :meth:`Communicator.allreduce` / :meth:`Communicator.allgather`: the two collective calls;
+* :meth:`Communicator.allreduce` / :meth:`Communicator.allgather` / :meth:`Communicator.allgatherv`:
+  the collective calls (the last concatenates arrays of different lengths, in rank order);
 * :meth:`Communicator.agree` (run a step on every rank; if it raises on any rank, raise on every
   rank) and :meth:`Communicator.raise_agreed` (the same for an error caught already);
 * :meth:`Communicator.check_same`: refuse on every rank arguments that differ between ranks;
@@ -105,6 +106,15 @@ class Communicator:
 
     def allgather(self, obj) -> list:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def allgatherv(self, send: np.ndarray, recv: np.ndarray, counts) -> np.ndarray:
+        """recv[:sum(counts)] <- every rank's `send` (a contiguous 1-d array of counts[k] entries on
+        rank k) concatenated in rank order; returns that part of recv.  This version goes through
+        allgather (pickled objects); MPIComm sends the buffers themselves."""
+        total = int(sum(counts))
+        out = recv[:total]
+        np.concatenate(self.allgather(np.ascontiguousarray(send)), out=out)
+        return out
 
     def abort(self, code: int = 1) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -225,6 +235,11 @@ class SingleProcess(Communicator):
     def allgather(self, obj):
         return [obj]
 
+    def allgatherv(self, send, recv, counts):
+        out = recv[: send.shape[0]]
+        out[...] = send
+        return out
+
     def abort(self, code: int = 1) -> None:  # pragma: no cover - nothing to abort
         raise SystemExit(code)
 
@@ -241,14 +256,28 @@ class MPIComm(Communicator):
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
-        self.seconds = 0.0  # time spent in reductions (for the timings)
+        self.seconds = 0.0  # time spent in the array collectives (allreduce, allgatherv), for the timings
+        self.bytes = 0  # bytes this rank received from them (the reduced or gathered arrays)
+        self.calls = 0  # how many there were
 
     def allreduce(self, buf: np.ndarray) -> np.ndarray:
         """Sum `buf` (a contiguous array) over all ranks, in place."""
         t0 = time.perf_counter()
         self.comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
         self.seconds += time.perf_counter() - t0
+        self.bytes += buf.nbytes
+        self.calls += 1
         return buf
+
+    def allgatherv(self, send, recv, counts):
+        total = int(sum(counts))
+        out = recv[:total]
+        t0 = time.perf_counter()
+        self.comm.Allgatherv(send, [out, list(map(int, counts))])
+        self.seconds += time.perf_counter() - t0
+        self.bytes += out.nbytes
+        self.calls += 1
+        return out
 
     def allgather(self, obj):
         return self.comm.allgather(obj)

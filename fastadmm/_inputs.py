@@ -99,14 +99,12 @@ def put_columns(full: np.ndarray, W1: np.ndarray, kept: Optional[np.ndarray], in
     return full
 
 
-def column_means(X: np.ndarray, kept: Optional[np.ndarray] = None, dtype=None, rows: int = _ROWS) -> np.ndarray:
-    """The mean of each column of X (of the `kept` ones only, when given) over its rows, of X's values
-    as cast to `dtype` (default: X's), summed in float64 over blocks of rows (X is never copied
-    whole); zeros for an X without rows."""
+def column_sums(X: np.ndarray, kept: Optional[np.ndarray] = None, dtype=None, rows: int = _ROWS) -> np.ndarray:
+    """The sum of each column of X (of the `kept` ones only, when given) over its rows, of X's values
+    as cast to `dtype` (default: X's), in float64 over blocks of rows (X is never copied whole)."""
     total = np.zeros(X.shape[1])
     for start in range(0, X.shape[0], rows):
         total += X[start : start + rows].astype(dtype or X.dtype, copy=False).sum(axis=0, dtype=np.float64)
-    total /= max(X.shape[0], 1)
     return total if kept is None else total[kept]
 
 

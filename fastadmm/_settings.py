@@ -295,9 +295,10 @@ class ADMMSettings:
     # batches, each started by a forward pass and updated by `batch_sweeps` sweeps (see sweep_order);
     # every layer gets a bias (init_scale, ridge, multiplier and warm_start_iter do not apply).  None =
     # the full-batch algorithm (Algorithm 1), exactly as before this setting existed.  "auto" =
-    # mini-batch in one process (MINI_BATCH["batch_size"], or MINI_BATCH_ONE_OUTPUT's for a net with
-    # one output unit), full batch over MPI (comm=), where mini-batches are not supported yet.  See
-    # MINI_BATCH for what measurement decided.
+    # mini-batch (MINI_BATCH["batch_size"], or MINI_BATCH_ONE_OUTPUT's for a net with one output
+    # unit).  See MINI_BATCH for what measurement decided.  Over MPI (comm=) it is the global batch:
+    # each rank takes its rows of every batch of all ranks' rows (about batch_size / ranks), and the
+    # fit is one process's on the same rows, up to rounding.
     batch_size: Union[int, str, None] = "auto"
     # Sweeps per batch (mini-batch only), each started by a forward pass of the weights the previous
     # one left.  None = the method's measured default (MINI_BATCH: 2; MINI_BATCH_ONE_OUTPUT: 1).
@@ -346,32 +347,25 @@ class ADMMSettings:
     # mean direction.  None = the method's measured default (MINI_BATCH: on; MINI_BATCH_ONE_OUTPUT: off).
     center_inputs: Optional[bool] = None
 
-    def for_comm(self, distributed: bool) -> "ADMMSettings":
-        """The method chosen, and its floating type: batch_size="auto" becomes None (full batch) over
-        MPI, where mini-batches are not distributed yet; dtype None becomes "float32" for mini-batch
-        ADMM (see the dtype field); every other field as given."""
-        values = {}
-        if self.batch_size == "auto" and distributed:
-            values["batch_size"] = None
-        if self.dtype is None and values.get("batch_size", self.batch_size) is not None:
-            values["dtype"] = MINI_BATCH_DTYPE
-        return dataclasses.replace(self, **values) if values else self
+    def with_dtype(self) -> "ADMMSettings":
+        """dtype None becomes "float32" for mini-batch ADMM (see the dtype field); every other field
+        as given."""
+        if self.dtype is None and self.batch_size is not None:
+            return dataclasses.replace(self, dtype=MINI_BATCH_DTYPE)
+        return self
 
-    def resolved(self, distributed: bool = False, n_outputs: int = 10, loss: str = "mse") -> "ADMMSettings":
+    def resolved(self, n_outputs: int = 10, loss: str = "mse") -> "ADMMSettings":
         """A copy with every None / "auto" replaced by the chosen method's measured default for a net
         with `n_outputs` output units and this loss (see method_defaults).  ValueError for settings
         that do not go together: a field of the other method (check_method_fields), mini-batches
-        over MPI or without intercept, output_refit with another loss than mse, train_metrics
+        without intercept, output_refit with another loss than mse, train_metrics
         "running" or an initialization of the other method."""
-        values = self.for_comm(distributed).as_dict()
+        values = self.with_dtype().as_dict()
         batch_size = values["batch_size"]
         defaults = method_defaults(batch_size, n_outputs)
         if batch_size == "auto":
             values["batch_size"] = defaults["batch_size"]
         check_method_fields(self, batch_size)
-        if batch_size is not None and distributed:
-            raise ValueError("batch_size is not supported with comm= yet; run mini-batch ADMM in one process "
-                             "(or the full-batch method, batch_size=None, over MPI)")
         if batch_size is not None and not self.intercept:
             raise ValueError("batch_size gives every layer a bias; it needs intercept=True")
         for name in PRESET_FIELDS[1:]:  # batch_size is done above

@@ -150,7 +150,8 @@ class ADMMInputs:
     X_val: Optional[np.ndarray] = None  # validation rows held out of X (validation_fraction)
     y_val_index: Optional[np.ndarray] = None
     verbose: int = 0
-    checkpoint: Optional[Path] = None  # this rank's checkpoint file
+    checkpoint: Optional[Path] = None  # this rank's checkpoint file (None on the ranks that write none)
+    fingerprint: str = ""  # of the training rows (of every rank's, over MPI): kept with the Result
 
 
 def settings_from(settings, overrides) -> "_settings.ADMMSettings":
@@ -166,15 +167,17 @@ def settings_from(settings, overrides) -> "_settings.ADMMSettings":
     return settings
 
 
-def check_checkpoint(checkpoint, every, comm) -> Optional[Path]:
-    """This rank's checkpoint file, in a folder that exists and takes a new file; None for None."""
+def check_checkpoint(checkpoint, every, comm, shared: bool = False) -> Optional[Path]:
+    """This rank's checkpoint file, in a folder that exists and takes a new file; None for None.
+    `shared`: the state is the same on every rank (mini-batch ADMM), so rank 0 writes the one file
+    `checkpoint` and the other ranks none (None); else each rank its own (comm.rank_path)."""
     if checkpoint is None:
         return None
     if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
         raise ValueError(f"checkpoint_every must be an integer >= 1, got {every!r}")
     import tempfile
 
-    path = comm.rank_path(Path(checkpoint))
+    path = Path(checkpoint) if shared else comm.rank_path(Path(checkpoint))
     if path.is_dir():
         raise ValueError(f"checkpoint {path} is a folder; pass a file path such as {path / 'fit.npz'}")
     if not path.parent.is_dir():
@@ -185,7 +188,7 @@ def check_checkpoint(checkpoint, every, comm) -> Optional[Path]:
     except OSError as exc:
         raise ValueError(f"checkpoint folder {path.parent} is not writable ({exc.strerror or exc}); pass a path "
                          "in a writable folder") from None
-    return path
+    return None if shared and not comm.root else path
 
 
 def check_magnitude(X, scan, dtype) -> None:
@@ -199,6 +202,14 @@ def check_magnitude(X, scan, dtype) -> None:
                          f"X / np.abs(X).max(){wider}")
 
 
+def agreed_fingerprint(X, y_index, comm) -> str:
+    """fingerprint of this process's rows; over several ranks, a digest of every rank's, in rank order."""
+    mine = fingerprint(X, y_index)
+    if comm.size == 1:
+        return mine
+    return hashlib.blake2b("|".join(comm.allgather(mine)).encode(), digest_size=12).hexdigest()
+
+
 def fingerprint(X, y_index) -> str:
     """A cheap digest of this rank's training rows (shape, labels, every 64th-or-so row), kept with a
     Result so that resuming on other data of the same size is refused."""
@@ -210,7 +221,7 @@ def fingerprint(X, y_index) -> str:
     return h.hexdigest()
 
 
-def check_init(init, sizes, loss, classes, settings, dtype, X, y_index) -> None:
+def check_init(init, sizes, loss, classes, settings, dtype, data_fingerprint, ranks) -> None:
     """Refuse an `init` that this call cannot continue: another method, data, net or loss, or
     settings that change the method (_settings.resume_changes; when and how the fit stops and
     runs may change)."""
@@ -223,8 +234,11 @@ def check_init(init, sizes, loss, classes, settings, dtype, X, y_index) -> None:
         kind = "mini-batch (batch_size set)" if minibatch is False else "full-batch (batch_size=None)"
         raise ValueError(f"init is a {kind} fit; resume it with the same batch_size")
     recorded = init.settings if isinstance(init, Result) and isinstance(init.settings, dict) else {}
+    if minibatch and recorded.get("ranks", ranks) != ranks:
+        raise ValueError(f"init was trained on {recorded['ranks']} rank(s), this call runs on {ranks}; resume it on "
+                         f"{recorded['ranks']} (the global batches are drawn over the ranks' rows as they were split)")
     stored = recorded.get("data_fingerprint")
-    if stored is not None and stored != fingerprint(X, y_index):
+    if stored is not None and stored != data_fingerprint:
         raise ValueError("init was trained on other data than X, y (its data fingerprint differs); resume on the "
                          "same training set, in the same order and dtype")
     if not isinstance(init, Result) or init.method != "admm" or init.state is None:
@@ -258,8 +272,8 @@ def check_admm(X, y, *, X_test, y_test, hidden, loss, max_iter, random_state, ca
     validation rows are split off X, y here (every later check, and the fit, sees the training rows)."""
     error = X_val = y_val_index = None
     try:
-        settings = settings_from(settings, overrides).for_comm(comm.distributed)  # resolved below
-        checkpoint = check_checkpoint(checkpoint, checkpoint_every, comm)
+        settings = settings_from(settings, overrides).with_dtype()  # resolved below
+        checkpoint = check_checkpoint(checkpoint, checkpoint_every, comm, shared=settings.batch_size is not None)
         verbose = check_verbose(verbose)
         validation_fraction = check_validation_fraction(validation_fraction, settings.eval_every)
         if validation_fraction is not None and comm.distributed:
@@ -307,18 +321,19 @@ def check_admm(X, y, *, X_test, y_test, hidden, loss, max_iter, random_state, ca
     else:
         row_offset, n_global = 0, X.shape[0]
     minibatch = settings.batch_size is not None
+    data_fingerprint = agreed_fingerprint(X, y_index, comm)
     n_out = _losses.n_outputs(len(classes), loss)
     sizes = [X.shape[1] + int(settings.intercept or minibatch), *hidden, n_out]
     error = None
     try:  # checks of one rank's own arguments: they too must fail on every rank together
         # The method's measured defaults depend on the output layer's width (_settings.method_defaults).
-        settings = settings.resolved(comm.distributed, n_out, loss)
+        settings = settings.resolved(n_out, loss)
         if max_iter is None:
             max_iter = _settings.method_defaults(settings.batch_size, n_out)["max_iter"]
         X_test, y_test_index = check_test(X_test, y_test, classes, X.shape[1], X.dtype)
         n_test = 0 if X_test is None else X_test.shape[0]
         _memory.check_fit(sizes, X.shape[0], n_test, dtype, settings.batch_size, hidden)
-        check_init(init, sizes, loss, classes, settings, dtype, X, y_index)
+        check_init(init, sizes, loss, classes, settings, dtype, data_fingerprint, comm.size)
     except (TypeError, ValueError) as exc:
         error = exc
     comm.raise_agreed(error)
@@ -328,4 +343,5 @@ def check_admm(X, y, *, X_test, y_test, hidden, loss, max_iter, random_state, ca
         init_iteration=None if init is None else init.state["iteration"],
     ), hint="only X, y, X_test and y_test differ between ranks")
     return ADMMInputs(X, y_index, classes, X_test, y_test_index, hidden, loss, max_iter, rng, sizes, row_offset,
-                      n_global, settings, dtype, scan.nonzero(), X_val, y_val_index, verbose, checkpoint)
+                      n_global, settings, dtype, scan.nonzero(), X_val, y_val_index, verbose, checkpoint,
+                      data_fingerprint)

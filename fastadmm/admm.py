@@ -74,10 +74,15 @@ def train_admm(
         divergence_factor; max_iter and verbose too) is refused, naming it and both values.
     comm : an mpi4py communicator for a data-parallel fit: each rank passes its own rows of X, y
         (and of X_test, y_test) and gets the same weights and history back (see
-        ``fastadmm.distributed``).  None = one process.
+        ``fastadmm.distributed``).  Mini-batch ADMM (the default) draws its batches over all ranks'
+        rows (the shards in rank order), each rank taking its rows of every batch: the fit is one
+        process's on the shards concatenated, with the same batch_size and random_state, up to
+        rounding.  None = one process.
     checkpoint : a path: every ``checkpoint_every`` iterations, and when the fit stops, the Result so
-        far is saved there (atomically; see ``Result.save``).  In a distributed fit each rank saves
-        its own rows' state to ``<path>.rank<k>.npz``.
+        far is saved there (atomically; see ``Result.save``).  In a distributed fit, mini-batch
+        ADMM's state is the same on every rank and rank 0 saves it to ``path`` (resume it on the
+        same number of ranks with the same shards); full-batch ADMM's state is per row, and each
+        rank saves its own to ``<path>.rank<k>.npz``.
     checkpoint_every : iterations between two checkpoints.
     validation_fraction : None, or a share in (0, 1) of the training rows to hold out: of every class
         its last round(validation_fraction * n_class) rows (at least one; a class of one sample is
@@ -128,7 +133,7 @@ def train_admm(
                                      a.n_global, a.nonzero)
             timings["setup"] = time.perf_counter() - t_setup - timings["compile"]
             used = settings.as_dict()
-            used["data_fingerprint"] = _validation.fingerprint(a.X, a.y_index)
+            used["data_fingerprint"] = a.fingerprint
             used.update(
                 hidden=list(a.hidden), loss=a.loss, max_iter=a.max_iter, dtype=a.dtype.name,
                 n_samples=a.n_global, n_features=int(a.X.shape[1]), n_classes=int(len(a.classes)), ranks=comm.size,

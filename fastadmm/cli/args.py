@@ -294,7 +294,7 @@ def check_args(args) -> None:
         raise UsageError("--distributed trains ADMM only: keep admm in --methods")
     if "admm" in methods:  # the library's rules across ADMM's settings, before any data is read
         try:
-            admm_settings(args).resolved(args.distributed, n_outputs(args), args.loss)
+            admm_settings(args).resolved(n_outputs(args), args.loss)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"ADMM settings: {message_line(exc)}") from None
 

@@ -1,25 +1,30 @@
 """The training rows as mini-batch ADMM sees them: the kept columns (features non-zero in some row,
 with ``skip_zero_inputs``), cast to the fit's dtype, centred by the kept features' training means
 (``center_inputs``).  X itself is never copied: each batch gathers its rows into a buffer, and the
-passes over the whole training set go in blocks of rows."""
+passes over the whole training set go in blocks of rows.  Over MPI, X is this rank's rows and
+what depends on the whole training set is agreed: the kept features (non-zero on some rank), the
+means and the mean Gram (sums all-reduced)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _admm_core, _inputs
+from .. import _admm_core, _comm, _inputs
 
 GATHER_ROWS = 1024  # rows per block of the passes over the whole training set (a gathered block stays in cache)
 
 
 class InputMap:
     """`compiled`: the compiled updates module (its gather of rows and kept columns), or None for
-    NumPy's takes."""
+    NumPy's takes; `comm`: the ranks (_comm), `n_rows`: their rows together."""
 
-    def __init__(self, X, settings, dtype, compiled, largest_batch, nonzero=None):
+    def __init__(self, X, settings, dtype, compiled, largest_batch, nonzero=None, comm=None, n_rows=None):
         self.X, self.dtype = X, dtype
+        self.comm = comm = comm if comm is not None else _comm.SingleProcess()
+        self.n_rows = X.shape[0] if n_rows is None else n_rows
+        nonzero = _inputs.nonzero_features(X) if nonzero is None else nonzero
         self.active = (
-            _inputs.kept_features(_inputs.nonzero_features(X) if nonzero is None else nonzero)
+            _inputs.kept_features(comm.allreduce(np.array(nonzero, dtype=np.float64)))
             if settings.skip_zero_inputs else None
         )
         self.columns = _admm_core.InputColumns(self.active, True, X.shape[1] + 1)
@@ -28,7 +33,7 @@ class InputMap:
         # the batches hold (X cast to the fit's dtype); every weight handed out has them folded into W_1's bias.
         self.mu64 = self.mu = None
         if settings.center_inputs:
-            self.mu64 = _inputs.column_means(X, self.active, settings.dtype)
+            self.mu64 = comm.allreduce(_inputs.column_sums(X, self.active, settings.dtype)) / max(self.n_rows, 1)
             self.mu = self.mu64.astype(dtype)
         # The batch's rows at X's full width, before their kept columns are taken (without the compiled gather).
         self.rows_buffer = None if self.active is None else np.empty((largest_batch, X.shape[1]), dtype)
@@ -141,8 +146,8 @@ class InputMap:
     def mean_gram(self):
         """The mean Gram of the batches' inputs [x; 1] over the whole training set (float64): of the
         kept features, centred when the batches are."""
-        X, N = self.X, self.X.shape[0]
-        G = _inputs.input_gram(X, True)
+        X, N = self.X, self.n_rows
+        G = self.comm.allreduce(_inputs.input_gram(X, True))
         if self.active is not None:  # the kept features' rows and columns, and the bias's
             kept = np.append(self.active, X.shape[1])
             G = G[np.ix_(kept, kept)]

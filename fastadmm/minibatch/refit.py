@@ -4,7 +4,8 @@ least-squares fit of the targets on the forward features [a_{L-1}, 1] of the who
 The output layer is linear and the mse loss is quadratic in W_L, so this is its exact minimiser
 given the hidden layers; the Gram is summed over blocks of rows in float64.  The training rows' last
 hidden features may be kept (``features``), so that the evaluation right after the refit needs no
-forward pass."""
+forward pass.  Over MPI each rank sums its rows and the sums are all-reduced (one packed buffer), so
+every rank solves the same system."""
 
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ class OutputRefit:
         """W[L] <- the refit (W = [None, W_1, ..., W_L], W_1 for centred inputs, compact)."""
         L, inputs = len(W) - 1, self.inputs
         n = W[L].shape[1]
-        G = np.zeros((n, n))
-        R = np.zeros((n, self.T.shape[1]))
+        packed = np.zeros(n * (n + self.T.shape[1]))  # [G | R], summed over the ranks in one all-reduce
+        G = packed[: n * n].reshape(n, n)
+        R = packed[n * n :].reshape(n, self.T.shape[1])
         F = np.empty((min(rows, inputs.X.shape[0]), n), np.float64)
         if L == 1:  # no hidden layer: the features are the kept inputs themselves
             blocks = inputs.kept_blocks(rows)
@@ -58,6 +60,7 @@ class OutputRefit:
             f[:, -1] = 1.0
             G += f.T @ f
             R += f.T @ self.T[start : start + rows]
+        inputs.comm.allreduce(packed)
         if not np.isfinite(G).all():
             raise _linalg.NonFiniteError("the forward features of the output refit hold NaN or infinity")
         G.flat[:: n + 1] += self.ridge * max(np.trace(G) / n, 1e-12)

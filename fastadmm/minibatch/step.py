@@ -17,6 +17,11 @@ its loss and correct predictions are summed over the epoch (``running_counts``).
 layer (``_admm_core.layer_penalties``); no multiplier is kept.  Every product over a batch is one
 BLAS-3 call into a buffer allocated once; the W- and a-updates and the layer products are one
 backend object (``updates``), compiled or NumPy, chosen once.
+
+Over MPI (``comm``) each rank holds its rows of the training set and takes its share of every
+global batch (``schedule``); the forward pass, the output, a- and z-updates stay on its rows, and
+each W-update is the global batch's step (``shared``), the same W on every rank.  The kept features,
+centring means and output refit are agreed (``inputs``, ``refit``).
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ from . import sweeps, updates
 from .inputs import InputMap
 from .refit import OutputRefit
 from .schedule import Schedule
+from .shared import SharedWUpdate
 
 
 @_step.register_step
 class MiniBatchADMM:
-    """The weights, buffers and update steps of a mini-batch fit (one process)."""
+    """The weights, buffers and update steps of a mini-batch fit (one process, or one rank's rows)."""
 
     kind = "admm-minibatch"
     intercept = True  # every layer has a bias (the last column of each W_l)
@@ -52,11 +58,15 @@ class MiniBatchADMM:
         # cast as it is gathered, so a float64 X is never copied whole.
         dt = np.dtype(settings.dtype) if settings.dtype else X.dtype
         self.dtype = dt
-        self.schedule = Schedule(X.shape[0], settings.batch_size)
-        self.B = B = self.schedule.largest
+        # Over MPI: every rank's number of rows (the global batches are drawn over all of them).
+        shards = comm.allgather(int(X.shape[0])) if comm.distributed else None
+        self.n_rows = X.shape[0] if shards is None else int(sum(shards))
+        self.schedule = Schedule(self.n_rows, settings.batch_size, shards, comm.rank)
+        self.B = B = self.schedule.largest  # a rank may hold every row of a batch
+        self.counts = None  # every rank's rows of the current batch (over MPI)
         # The compiled updates (one call each) unless the NumPy backend is asked for (or they are not built).
         compiled = None if settings.backend == "numpy" else _backend.updates()
-        self.inputs = InputMap(X, settings, dt, compiled, B, nonzero)
+        self.inputs = InputMap(X, settings, dt, compiled, B, nonzero, comm, self.n_rows)
         self.active = self.inputs.active
         widths = [self.inputs.width] + list(sizes[1:])
         # The W- and a-updates, with their scratch: the square systems (B x B, n x n, n_{l+1} x n_{l+1})
@@ -64,6 +74,7 @@ class MiniBatchADMM:
         square = max(B, *(w + 1 for w in widths[:L]))
         product = max(max(widths[l] * (widths[l - 1] + 1), B * widths[l]) for l in range(1, L + 1))
         self.updates = updates.get(compiled, dt, square * square, product)
+        self.shared = SharedWUpdate(comm, dt, B, widths) if comm.distributed else None
         # The class index of each training row (from its 0/1 targets), and the running metrics of the
         # current sweep: [summed loss, correct predictions] of each batch's forward pass (running_counts).
         self.y_index = _losses.predict_index(T) if settings.train_metrics == "running" else None
@@ -203,7 +214,8 @@ class MiniBatchADMM:
         sums = _admm_core.Sums(self.L)
         penalties = (list(self.beta), list(self.gamma))
         self._running = [0.0, 0]
-        for rows in self.schedule.epoch(self.rng):
+        for rows, counts in self.schedule.epoch(self.rng):
+            self.counts = counts
             self._batch(rows, sums, timings)
         if self.refit is not None:
             self.refit.fit(self.W)
@@ -219,7 +231,7 @@ class MiniBatchADMM:
         np.take(self.T, rows, axis=0, out=self.Tb[:B], mode="clip")
         t0 = time.perf_counter()
         self._forward(B)
-        if self.y_index is not None:  # the network's outputs on the batch, before its update
+        if self.y_index is not None and B:  # the network's outputs on the batch, before its update
             out = self.M[L][:B]
             self._running[0] += _losses.loss_sum(out, self.Tb[:B], self.loss)
             self._running[1] += int(np.count_nonzero(_losses.predict_index(out) == self.y_index[rows]))
@@ -233,10 +245,12 @@ class MiniBatchADMM:
 
     def _forward(self, B):
         """z_l = W_l [a_{l-1}; 1] (kept in M[l]), a_l = h(z_l) and a copy of it in H[l]."""
+        self.m_valid = [False] + [True] * self.L
+        if B == 0:  # this rank holds none of the batch's rows (over MPI)
+            return
         for l in range(1, self.L):
             self.updates.hidden(self.A[l - 1][:B], self.W[l], self.M[l][:B], self.A[l][:B], self.H[l][:B])
         self._linear(self.L, B, self.M[self.L][:B])
-        self.m_valid = [False] + [True] * self.L
 
     def _pre(self, l, B, out):
         """out <- W_l [a_{l-1}; 1]: the forward pass's product while it is still current."""
@@ -248,16 +262,22 @@ class MiniBatchADMM:
     def output_target(self, B, sums):
         """z_L <- the output update against W_L a_{L-1} (lam = 0); its sums into `sums`."""
         L = self.L
+        if B == 0:
+            return
         m = self._pre(L, B, self.Z[L][:B])
         sums.add_output(*_admm_core.output_update(self.k, self.loss, self.Tb[:B], m, self.lam0[:B], self.beta[L],
                                                   False, m), m)
 
     def _a_update(self, l, B):
         """A_new[l] <- (beta W^T W + gamma I)^-1 (beta W^T (z_{l+1} - b) + gamma h(z_l)), W = W_{l+1}."""
+        if B == 0:
+            return
         self.updates.a_update(l + 1, self.W[l + 1], self.Z[l + 1][:B], self.H[l][:B], self.beta[l + 1],
                               self.gamma[l], self.A_new[l][:B], self.R[l + 1][:B])
 
     def _z_update(self, l, B):
+        if B == 0:
+            return 0.0, 0.0
         m = self._pre(l, B, self.Z[l][:B])
         zf = m.reshape(-1)
         return self.k.relu_z_update(self.A_new[l][:B].reshape(-1), zf, self.beta[l], self.gamma[l], zf,
@@ -273,14 +293,28 @@ class MiniBatchADMM:
         self.m_valid[l] = False  # W_l changes below, in place (compact_weights hands out copies)
         if self.s.prox_metric == "gram":
             if M is None:
-                M = self._linear(l, B, R)
+                M = self._linear(l, B, R) if B else R
             np.subtract(Z, M, out=R)  # z_l - W_prev a_{l-1}
-            G, rhs = updates.gram_system(l, A, R)
+            G, rhs = updates.gram_system(l, A, R, check=self.shared is None)
+            if self.shared is not None:  # the sums of every rank's rows, then the same checks on each
+                B = int(self.counts.sum())
+                packed = self.comm.allreduce(np.concatenate([G.reshape(-1), rhs.reshape(-1)]))
+                G, rhs = packed[: G.size].reshape(G.shape), packed[G.size :].reshape(rhs.shape)
+                updates._check_finite(l, float(np.trace(G)), rhs)
             if l > 1:
                 decay = self.s.gram_decay
                 self.S[l] = G / B if self.S[l] is None else decay * self.S[l] + (1.0 - decay) * (G / B)
             prox = self.s.output_prox if l == self.L else self.s.prox
             self.W[l] = updates.solve_gram(G, rhs, Wp, self.S[l], prox, self.s.weight_decay, B)
+            return
+        if self.shared is not None:  # the global batch's step, from this rank's residuals
+            s = self._shrink[l]
+            if B and M is None:
+                M = self._linear(l, B, R)
+            if B:
+                np.multiply(M, s, out=R)
+                np.subtract(Z, R, out=R)  # z_l - s W_prev a_{l-1}
+            self.shared.w_update(l, A, R, Wp, self._prox[l], s, self.counts)
             return
         # The ridge: min ||Z - W a||^2 + p ||W - W_prev||^2 + r ||W||^2 is the proximal step of weight
         # p + r anchored at W_prev p / (p + r) (exact).

@@ -154,12 +154,14 @@ class CompiledUpdates(NumpyUpdates):
         super().a_update(layer, W, Z, H, beta, gamma, out, R)
 
 
-def gram_system(layer, A, R):
+def gram_system(layer, A, R, check=True):
     """The float64 Gram G = [A 1]^T [A 1] of a batch and rhs = [A 1]^T R (R: the residuals
-    Z - W [A 1]), the system of the W-update of prox_metric="gram" before its proximal term."""
+    Z - W [A 1]), the system of the W-update of prox_metric="gram" before its proximal term;
+    `check`: raise NonFiniteError for NaN or infinity (over MPI the caller checks the sums instead)."""
     B, n = A.shape[0], A.shape[1] + 1
     Ad = A.astype(np.float64, copy=False)
-    _check_finite(layer, float(np.vdot(Ad, Ad)), R)
+    if check:
+        _check_finite(layer, float(np.vdot(Ad, Ad)), R)
     colsum = Ad.sum(axis=0)
     G = np.empty((n, n))
     G[:-1, :-1] = Ad.T @ Ad

@@ -1,0 +1,123 @@
+"""The W-update of a batch whose rows are spread over MPI ranks (``train_admm(..., comm=)`` with
+mini-batches): every rank ends with the W of one process's step on the whole global batch.
+
+Each rank holds its rows of the batch (``schedule``: its share of every global batch) with their
+inputs A = a_{l-1} (B_k x m) and residuals R = z_l - s W_prev [a_{l-1}; 1] (B_k x h).  The two forms
+are the ones one process chooses by the global batch B against the layer's input width n = m + 1
+(``updates.NumpyUpdates.w_update``):
+
+* B < n, the push-through form: the ranks all-gather their rows of [A | R], so that every rank
+  holds the batch's B x (m + h) block.  Each builds K = A A^T + 1 1^T + p I (B x B), solves
+  Y = K^-1 R for its share of W's rows (a contiguous block of output units) and updates those rows,
+  W_j <- s W_j + Y_j^T [A 1]; a second all-gather assembles W on every rank.  The batch's rows arrive
+  in rank order, a permutation of one process's: K and Y are permuted alike, so the step is the same
+  up to rounding, and W is the same on every rank (each row computed once).
+* B >= n, the normal equations: each rank sums [A 1]^T [A 1] and [A 1]^T R over its rows, one
+  all-reduce of both (packed), and every rank solves the same n x n system.
+
+Entries received per W-update and rank: B (m + h) + h n gathered, or n (n + h) reduced
+(:func:`message_entries`).  The a- and z-updates and the forward pass stay on each rank's rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _linalg
+from .updates import _check_finite
+
+
+def message_entries(B: int, m: int, h: int) -> int:
+    """Entries one rank receives in the W-update of a layer with m inputs (without the bias) and h
+    outputs on a global batch of B rows."""
+    n = m + 1
+    return B * (m + h) + h * n if B < n else n * (n + h)
+
+
+def row_blocks(h: int, size: int) -> np.ndarray:
+    """Bounds [0, ..., h] of the blocks of W's h rows that the `size` ranks compute (as np.array_split)."""
+    base, extra = divmod(h, size)
+    return np.concatenate([[0], np.cumsum([base + (r < extra) for r in range(size)])]).astype(np.intp)
+
+
+class SharedWUpdate:
+    """The W-updates of one fit over `comm`; buffers for a global batch of up to `largest` rows and
+    layers of the given `widths` (inputs without the bias, then each layer's outputs), in `dtype`,
+    allocated once."""
+
+    def __init__(self, comm, dtype, largest, widths):
+        self.comm = comm
+        self.rank, self.size = comm.rank, comm.size
+        pairs = [(widths[l - 1], widths[l]) for l in range(1, len(widths))]
+        block = max([largest * (m + h) for m, h in pairs if largest < m + 1] or [0])
+        summed = max([(m + 1) * (m + 2 + h) for m, h in pairs if largest >= m + 1] or [0])
+        square = max([largest * largest for m, h in pairs if largest < m + 1] or [0])
+        self.send = np.empty(max(block, max(h * (m + 1) for m, h in pairs)), dtype)
+        self.recv = np.empty(max(block, summed), dtype)
+        self.square = np.empty(square, dtype)
+
+    def w_update(self, layer, A, R, W, prox, shrink, counts):
+        """W <- s W + the proximal step of the global batch, in place on every rank (s = shrink).
+        A (B_k, m), R (B_k, h): this rank's rows (R is overwritten); `counts`: every rank's rows of
+        this batch, in rank order."""
+        B = int(counts.sum())
+        m, h = A.shape[1], W.shape[0]
+        if B < m + 1:
+            self._push_through(layer, A, R, W, prox, shrink, counts, B)
+        else:
+            self._normal_equations(layer, A, R, W, prox, shrink)
+
+    def _push_through(self, layer, A, R, W, prox, shrink, counts, B):
+        Bk, m, h = A.shape[0], A.shape[1], W.shape[0]
+        n, width = m + 1, m + h
+        mine = self.send[: Bk * width].reshape(Bk, width)
+        mine[:, :m] = A
+        mine[:, m:] = R
+        block = self.comm.allgatherv(mine.reshape(-1), self.recv, counts * width).reshape(B, width)
+        Ag, Rg = block[:, :m], block[:, m:]
+        K = np.matmul(Ag, Ag.T, out=self.square[: B * B].reshape(B, B))
+        mean_diag = (float(np.trace(K)) + B) / n  # mean diagonal of [a; 1][a; 1]^T
+        _check_finite(layer, mean_diag, Rg)
+        shift = prox * mean_diag + 1e-12
+        K += 1.0
+        K.flat[:: B + 1] += shift
+        bounds = row_blocks(h, self.size)
+        lo, hi = int(bounds[self.rank]), int(bounds[self.rank + 1])
+        ok = True
+        if hi > lo:
+            Y = np.ascontiguousarray(Rg[:, lo:hi])
+            ok = _linalg.spd_solve(K, Y, shift, rows=False)
+            if ok:
+                Wk = W[lo:hi]
+                Wk *= shrink
+                Wk[:, :-1] += Y.T @ Ag
+                Wk[:, -1] += Y.sum(axis=0)
+        # Every rank factors the same K: a failure is the same on every rank (no rank left waiting).
+        if not ok:
+            raise _linalg.NonFiniteError(f"layer {layer}: the W-update's system is not positive definite")
+        out = self.send[: (hi - lo) * n]
+        out[...] = W[lo:hi].reshape(-1)
+        self.comm.allgatherv(out, W.reshape(-1), np.diff(bounds) * n)
+
+    def _normal_equations(self, layer, A, R, W, prox, shrink):
+        m, h = A.shape[1], W.shape[0]
+        n = m + 1
+        packed = self.recv[: n * (n + h)]
+        G = packed[: n * n].reshape(n, n)
+        rhs = packed[n * n :].reshape(n, h)
+        np.matmul(A.T, A, out=G[:-1, :-1])
+        colsum = A.sum(axis=0)
+        G[-1, :-1] = colsum
+        G[:-1, -1] = colsum
+        G[-1, -1] = A.shape[0]
+        np.matmul(A.T, R, out=rhs[:-1])
+        R.sum(axis=0, out=rhs[-1])
+        self.comm.allreduce(packed)
+        mean_diag = float(np.trace(G)) / n
+        _check_finite(layer, mean_diag, rhs)
+        shift = prox * mean_diag + 1e-12
+        G.flat[:: n + 1] += shift
+        if not _linalg.spd_solve(G, rhs, shift, rows=False):
+            raise _linalg.NonFiniteError(f"layer {layer}: the W-update's system is not positive definite")
+        W *= shrink
+        W += rhs.T
