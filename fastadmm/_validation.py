@@ -221,7 +221,7 @@ def fingerprint(X, y_index) -> str:
     return h.hexdigest()
 
 
-def check_init(init, sizes, loss, classes, settings, dtype, data_fingerprint, ranks) -> None:
+def check_init(init, sizes, loss, classes, settings, dtype, n_rows, data_fingerprint, ranks) -> None:
     """Refuse an `init` that this call cannot continue: another method, data, net or loss, or
     settings that change the method (_settings.resume_changes; when and how the fit stops and
     runs may change)."""
@@ -255,8 +255,8 @@ def check_init(init, sizes, loss, classes, settings, dtype, data_fingerprint, ra
         raise ValueError("init was trained on other classes than y holds; resume on the same data")
     if not minibatch and init.state["lam"].shape[0] != init.state["Z"][0].shape[0]:
         raise ValueError("init's state is inconsistent (corrupt checkpoint?)")
-    if not minibatch and init.state["lam"].shape[0] != X.shape[0]:
-        raise ValueError(f"init holds the state of {init.state['lam'].shape[0]} samples but X has {X.shape[0]}; "
+    if not minibatch and init.state["lam"].shape[0] != n_rows:
+        raise ValueError(f"init holds the state of {init.state['lam'].shape[0]} samples but X has {n_rows}; "
                          "resume on the same training set")
     changed = _settings.resume_changes(recorded, settings, np.dtype(dtype).name)
     if changed:
@@ -333,7 +333,7 @@ def check_admm(X, y, *, X_test, y_test, hidden, loss, max_iter, random_state, ca
         X_test, y_test_index = check_test(X_test, y_test, classes, X.shape[1], X.dtype)
         n_test = 0 if X_test is None else X_test.shape[0]
         _memory.check_fit(sizes, X.shape[0], n_test, dtype, settings.batch_size, hidden)
-        check_init(init, sizes, loss, classes, settings, dtype, data_fingerprint, comm.size)
+        check_init(init, sizes, loss, classes, settings, dtype, X.shape[0], data_fingerprint, comm.size)
     except (TypeError, ValueError) as exc:
         error = exc
     comm.raise_agreed(error)

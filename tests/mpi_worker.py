@@ -4,6 +4,7 @@
     mpiexec -n 3 python tests/mpi_worker.py fail-callback    # rank 1 raises inside the fit
     mpiexec -n 2 python tests/mpi_worker.py fail-test-data   # rank 1 passes a NaN in X_test
     mpiexec -n 2 python tests/mpi_worker.py fail-seed        # each rank passes its own random_state
+    mpiexec -n 3 python tests/mpi_worker.py minibatch OUT.npz DIR   # every case of MINI_CASES; a checkpoint in DIR
 
 The data and the cases live here so that the test process builds the very same problem for its
 one-process fit. mpi4py is imported only in main(), so test_mpi.py can import this module without it.
@@ -34,6 +35,26 @@ CASES = {
 }
 N_TRAIN, N_TEST, N_FEATURES = 211, 67, 10
 FIT = dict(hidden=(7, 5), max_iter=8, tol=0.0, warm_start_iter=3, random_state=5)
+
+# Mini-batch ADMM (the default method): global batches of 21 rows, 10 per epoch.  The 30-unit layer
+# takes the push-through W-update (21 rows < 31 inputs with the bias), the others the normal
+# equations; k=2 classes with mse give one output unit (its defaults: no centring, no refit), k=3
+# several (centring and the output refit on).  Batches of 4 over skewed shards leave rank 0 without
+# rows in about half of them.
+MINI_FIT = dict(hidden=(30, 8), dtype="float64", batch_size=21, random_state=5, tol=0.0)
+MINI_CASES = {
+    "several-defaults": dict(k=3, split="skewed"),
+    "several-plain": dict(k=3, split="skewed", center_inputs=False, output_refit=0.0),
+    "one-defaults": dict(k=2, split="skewed"),
+    "one-centred-refit": dict(k=2, split="skewed", center_inputs=True, output_refit=1e-3),
+    "gram-layerwise": dict(k=3, split="even", prox_metric="gram", sweep_order="layerwise"),
+    "tiny-batches": dict(k=3, split="skewed", batch_size=4, sweep_order="targets_first", batch_sweeps=2),
+}
+MINI_EPOCHS = 3  # the accuracy comparison; the weights are compared after one epoch (10 batches)
+
+
+def mini_kwargs(case: dict, epochs: int) -> dict:
+    return dict(MINI_FIT, max_iter=epochs, **{k: v for k, v in case.items() if k not in ("k", "split")})
 
 
 def problem(k: int, seed: int = 11):
@@ -127,6 +148,52 @@ def _train(comm, out_path: str) -> None:
         _save(out_path, arrays)
 
 
+def _minibatch(comm, out_path: str, folder: str) -> None:
+    """Each MINI_CASES fit for one epoch (weights) and MINI_EPOCHS epochs (accuracies); then a fit
+    checkpointed after every epoch, resumed from rank 0's file for one epoch more."""
+    from fastadmm import train_admm
+
+    rank, size = comm.Get_rank(), comm.Get_size()
+    arrays = {}
+    for name, case in MINI_CASES.items():
+        X, y, X_test, y_test = problem(case["k"])
+        b, t = bounds(X.shape[0], size, case["split"]), bounds(X_test.shape[0], size, "even")
+        mine = dict(X=X[b[rank] : b[rank + 1]], y=y[b[rank] : b[rank + 1]], X_test=X_test[t[rank] : t[rank + 1]],
+                    y_test=y_test[t[rank] : t[rank + 1]])
+        for epochs in (1, MINI_EPOCHS):
+            res = train_admm(mine["X"], mine["y"], X_test=mine["X_test"], y_test=mine["y_test"], comm=comm,
+                             **mini_kwargs(case, epochs))
+            gathered = comm.gather([np.asarray(W) for W in res.weights], root=0)
+            if rank == 0:
+                key = f"{name}/{epochs}"
+                arrays[f"{key}/cross_rank"] = np.array(max(
+                    float(np.max(np.abs(Wr - W0))) for other in gathered[1:] for Wr, W0 in zip(other, gathered[0])))
+                arrays[f"{key}/shard_sizes"] = np.diff(b)
+                arrays[f"{key}/ranks"] = np.array(res.settings["ranks"])
+                for l, W in enumerate(res.weights):
+                    arrays[f"{key}/W{l}"] = W
+                for k in ("train_accuracy", "test_accuracy", "train_loss"):
+                    arrays[f"{key}/{k}"] = np.asarray(res.history[k], dtype=float)
+    # Checkpoints: rank 0 writes the one file; every rank resumes from it.
+    case = MINI_CASES["several-defaults"]
+    X, y, _, _ = problem(case["k"])
+    b = bounds(X.shape[0], size, case["split"])
+    Xr, yr = X[b[rank] : b[rank + 1]], y[b[rank] : b[rank + 1]]
+    path = os.path.join(folder, "fit.npz")
+    train_admm(Xr, yr, comm=comm, checkpoint=path, checkpoint_every=1, **mini_kwargs(case, 2))
+    comm.Barrier()
+    import fastadmm
+
+    resumed = train_admm(Xr, yr, comm=comm, init=fastadmm.load(path), **mini_kwargs(case, 1))
+    whole = train_admm(Xr, yr, comm=comm, **mini_kwargs(case, 3))
+    if rank == 0:
+        arrays["checkpoint/files"] = np.array(sorted(os.listdir(folder)))
+        arrays["checkpoint/n_iter"] = np.array(resumed.n_iter)
+        arrays["checkpoint/rel"] = np.array(max(
+            float(np.max(np.abs(a - w)) / np.max(np.abs(w))) for a, w in zip(resumed.weights, whole.weights)))
+        _save(out_path, arrays)
+
+
 def _fail_callback(comm) -> None:
     from fastadmm.distributed import train_admm_distributed
 
@@ -214,6 +281,8 @@ def main(argv: list[str]) -> int:
     mode = argv[0] if argv else ""
     if mode == "train" and len(argv) == 2:
         _train(comm, argv[1])
+    elif mode == "minibatch" and len(argv) == 3:
+        _minibatch(comm, argv[1], argv[2])
     elif mode == "fail-callback":
         _fail_callback(comm)
     elif mode == "fail-test-data":

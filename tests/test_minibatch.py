@@ -17,20 +17,19 @@ from fastadmm._settings import FULL_BATCH, MINI_BATCH, MINI_BATCH_ONE_OUTPUT, PR
 from toy import blobs
 
 
-def test_default_is_mini_batch_in_one_process_and_full_batch_over_mpi():
+def test_default_is_mini_batch_whose_settings_depend_on_the_outputs():
     s = ADMMSettings()
     assert s.batch_size == "auto"
-    one = s.resolved(distributed=False)
+    one = s.resolved()
     assert one.batch_size == MINI_BATCH["batch_size"]
     for name in PRESET_FIELDS:
         assert getattr(one, name) == MINI_BATCH[name], name
-    binary = s.resolved(distributed=False, n_outputs=1)
+    binary = s.resolved(n_outputs=1)
     for name in PRESET_FIELDS:
         assert getattr(binary, name) == MINI_BATCH_ONE_OUTPUT[name], name
-    mpi = s.resolved(distributed=True)
-    assert mpi.batch_size is None
-    assert (mpi.beta, mpi.gamma, mpi.depth_decay) == (FULL_BATCH["beta"], FULL_BATCH["gamma"], FULL_BATCH["depth_decay"])
-    assert mpi.initialization == "forward" and mpi.output_refit == 0.0
+    full = ADMMSettings(batch_size=None).resolved()
+    assert (full.beta, full.gamma, full.depth_decay) == (FULL_BATCH["beta"], FULL_BATCH["gamma"], FULL_BATCH["depth_decay"])
+    assert full.initialization == "forward" and full.output_refit == 0.0
     # what the user sets stays
     mine = ADMMSettings(beta=2.0, batch_size=None).resolved()
     assert (mine.beta, mine.gamma, mine.batch_size) == (2.0, FULL_BATCH["gamma"], None)

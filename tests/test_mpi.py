@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fastadmm
 import fastadmm.distributed as dist
 from fastadmm import train_admm
 from fastadmm.data import read_mnist_folder
@@ -112,6 +113,68 @@ def test_ranks_reduce_the_history_of_one_process(distributed_run, single_runs, n
     for key in ("objective", "train_loss", "residual_z", "residual_a"):
         np.testing.assert_allclose(got[f"{name}/{key}"], np.asarray(h[key], float), rtol=RTOL, atol=0, err_msg=key)
     assert float(got[f"{name}/allreduce_seconds"]) > 0.0
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=lambda n: f"{n}ranks")
+def minibatch_run(request, tmp_path_factory):
+    n = request.param
+    folder = tmp_path_factory.mktemp(f"mb{n}")
+    (folder / "checkpoints").mkdir()
+    proc = _mpiexec(n, "minibatch", str(folder / "result.npz"), str(folder / "checkpoints"))
+    assert proc.returncode == 0, f"mpiexec -n {n} failed:\n{proc.stdout}\n{proc.stderr}"
+    with np.load(folder / "result.npz") as f:
+        return n, {k: f[k] for k in f.files}, folder / "checkpoints" / "fit.npz"
+
+
+@pytest.fixture(scope="module")
+def minibatch_single_runs():
+    runs = {}
+    for name, case in mpi_worker.MINI_CASES.items():
+        X, y, X_test, y_test = mpi_worker.problem(case["k"])
+        for epochs in (1, mpi_worker.MINI_EPOCHS):
+            runs[name, epochs] = train_admm(X, y, X_test=X_test, y_test=y_test, **mpi_worker.mini_kwargs(case, epochs))
+    return runs
+
+
+@needs_mpi
+@pytest.mark.parametrize("name", list(mpi_worker.MINI_CASES))
+def test_minibatch_ranks_take_the_steps_of_one_process_with_the_global_batch(minibatch_run, minibatch_single_runs,
+                                                                             name):
+    n, got, _ = minibatch_run
+    ref = minibatch_single_runs[name, 1]
+    key = f"{name}/1"
+    assert int(got[f"{key}/ranks"]) == n
+    sizes = got[f"{key}/shard_sizes"]
+    assert sizes.sum() == mpi_worker.N_TRAIN and (name == "gram-layerwise" or len(set(sizes.tolist())) > 1)
+    assert float(got[f"{key}/cross_rank"]) == 0.0  # every rank holds the same W
+    for l, W in enumerate(ref.weights):
+        assert got[f"{key}/W{l}"].shape == W.shape
+        assert _rel(got[f"{key}/W{l}"], W) <= RTOL, f"layer {l + 1}"
+    # the running metrics of the epoch are counts over every rank's rows
+    np.testing.assert_allclose(got[f"{key}/train_loss"], ref.history["train_loss"], rtol=RTOL)
+
+
+@needs_mpi
+@pytest.mark.parametrize("name", list(mpi_worker.MINI_CASES))
+def test_minibatch_ranks_reach_the_accuracy_of_one_process(minibatch_run, minibatch_single_runs, name):
+    _, got, _ = minibatch_run
+    ref = minibatch_single_runs[name, mpi_worker.MINI_EPOCHS]
+    key = f"{name}/{mpi_worker.MINI_EPOCHS}"
+    assert float(got[f"{key}/cross_rank"]) == 0.0
+    np.testing.assert_allclose(got[f"{key}/test_accuracy"], ref.history["test_accuracy"], atol=5e-4, rtol=0)
+    np.testing.assert_allclose(got[f"{key}/train_accuracy"], ref.history["train_accuracy"], atol=5e-4, rtol=0)
+
+
+@needs_mpi
+def test_minibatch_checkpoint_is_one_file_that_resumes_on_as_many_ranks(minibatch_run):
+    n, got, path = minibatch_run
+    assert got["checkpoint/files"].tolist() == ["fit.npz"]  # rank 0's, no per-rank files
+    assert int(got["checkpoint/n_iter"]) == 3
+    assert float(got["checkpoint/rel"]) <= RTOL  # 2 epochs + 1 resumed = 3 uninterrupted
+    case = mpi_worker.MINI_CASES["several-defaults"]
+    X, y, _, _ = mpi_worker.problem(case["k"])
+    with pytest.raises(ValueError, match=f"init was trained on {n} rank\\(s\\), this call runs on 1; resume it on {n}"):
+        train_admm(X, y, init=fastadmm.load(path), **mpi_worker.mini_kwargs(case, 1))
 
 
 @needs_mpi

@@ -242,7 +242,6 @@ def test_tol_is_resolved_per_method():
     assert ADMMSettings().resolved().tol == MINI_BATCH_TOL == 1e-4
     assert ADMMSettings(batch_size=None).resolved().tol == FULL_BATCH_TOL == 1e-6
     assert ADMMSettings(batch_size=None, tol=0.5).resolved().tol == 0.5
-    assert ADMMSettings(batch_size="auto").resolved(distributed=True).tol == FULL_BATCH_TOL  # full batch over MPI
     X, y = blobs(n=60, d=4)
     assert train_admm(X, y, hidden=(4,), max_iter=1).settings["tol"] == MINI_BATCH_TOL
     with pytest.warns(fastadmm.ConvergenceWarning, match="before reaching tol=1e-06"):

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from .. import _admm_core, _backend, _losses, _step
+from .. import _admm_core, _backend, _comm, _losses, _step
 from . import sweeps, updates
 from .inputs import InputMap
 from .refit import OutputRefit
@@ -46,8 +46,9 @@ class MiniBatchADMM:
     intercept = True  # every layer has a bias (the last column of each W_l)
 
     def __init__(self, X, T, sizes, loss, settings, kernels, rng, init, comm, nonzero=None):
-        """`nonzero`: _inputs.nonzero_features(X) if the caller has it (from the boundary's scan of X)."""
-        self.comm = comm
+        """`nonzero`: _inputs.nonzero_features(X) if the caller has it (from the boundary's scan of X);
+        `comm`: a _comm.Communicator (None: one process)."""
+        self.comm = comm = _comm.wrap(comm)
         self.s = settings
         self.k = kernels
         self.loss = loss
