@@ -485,9 +485,12 @@ def _mpi_missing() -> str | None:
 
 
 @pytest.mark.skipif(_mpi_missing() is not None, reason=str(_mpi_missing()))
-def test_distributed_prints_and_writes_once_and_matches_one_process(folder, tmp_path, capsys):
+@pytest.mark.parametrize("classes, method", [(["0", "1"], "full"), (["0", "1", "2"], "mini-batch")])
+def test_distributed_prints_and_writes_once_and_matches_one_process(folder, tmp_path, capsys, classes, method):
+    """Two digits: the full-batch method (the command's default for them); three: mini-batch ADMM."""
     out = tmp_path / "mpi"
-    args = ["--data-dir", str(folder), "--hidden", "20", "--iterations", "3", "--quiet", "--threads", "1"]
+    args = ["--data-dir", str(folder), "--hidden", "20", "--iterations", "3", "--quiet", "--threads", "1",
+            "--classes", *classes]
     env = dict(os.environ, **ONE_THREAD)
     proc = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-m", "fastadmm.mnist", "--distributed", *args,
                            "--out", str(out)], capture_output=True, text=True, timeout=120, env=env,
@@ -498,11 +501,14 @@ def test_distributed_prints_and_writes_once_and_matches_one_process(folder, tmp_
     assert proc.stdout.count("wrote ") == 1
     r = results(out)
     assert r["environment"]["ranks"] == 2 and "gd" in r["skipped"] and len(r["runs"]) == 1
-    assert run_of(r, "admm")["settings"]["ranks"] == 2 and r["data"]["n_train"] == 80
+    settings = run_of(r, "admm")["settings"]
+    assert settings["ranks"] == 2 and r["data"]["n_train"] == 40 * len(classes)
+    assert (settings["batch_size"] is None) == (method == "full")
     assert cli.main([*args, "--gd-iterations", "1", "--out", str(tmp_path / "one")]) == 0
     capsys.readouterr()
     one = run_of(results(tmp_path / "one"), "admm")["history"]
-    np.testing.assert_allclose(run_of(r, "admm")["history"]["objective"], one["objective"], rtol=1e-9)
+    key = "objective" if method == "full" else "train_loss"
+    np.testing.assert_allclose(run_of(r, "admm")["history"][key], one[key], rtol=1e-9)
     assert run_of(r, "admm")["history"]["test_accuracy"] == one["test_accuracy"]
 
 

@@ -155,8 +155,6 @@ def test_defaults_follow_the_task():
     (["--methods", "sgd", "--gd-iterations", "3"], "--gd-iterations applies to gd"),
     (["--seeds", "0", "1", "--resume", "x.npz"], "give one seed"),
     (["--methods", "gd", "--distributed"], "keep admm in --methods"),
-    # the library's rules across ADMM's settings (_settings.ADMMSettings.resolved)
-    (["--distributed", "--admm-batch-size", "16"], "ADMM settings: batch_size is not supported with comm="),
 ])
 def test_inconsistent_arguments(argv, message):
     with pytest.raises(cli_args.UsageError, match=message):

@@ -268,7 +268,7 @@ def check_args(args) -> None:
     args.methods = methods
     args.accuracy_targets = sorted(set(args.accuracy_targets or DEFAULT_TARGETS[kind]))
     if args.admm_batch_size is None:
-        args.admm_batch_size = "full" if args.distributed else DEFAULT_ADMM_BATCH[kind]
+        args.admm_batch_size = DEFAULT_ADMM_BATCH[kind]
     if args.hidden is None:
         args.hidden = list(DEFAULT_HIDDEN_ALL if kind == "all" else DEFAULT_HIDDEN)
     if args.iterations is None:  # the report's for full batch, else train_admm's for the output layer's width
