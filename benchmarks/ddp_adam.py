@@ -183,8 +183,9 @@ def run(k: int, seed: int, args, data: dict, hidden) -> dict:
 
     n_classes = int(data["y"].max()) + 1
     rng, weights = initial([data["X"].shape[1], *hidden, n_classes], args.dtype, seed)
-    cfg = dict(seed=seed, sampling=args.sampling, loss=args.loss, lr=args.lr, epochs=args.epochs, global_batch=args.global_batch,
-               train_accuracy=args.train_accuracy, n_classes=n_classes, weights=weights, rng=rng)
+    cfg = dict(seed=seed, sampling=args.sampling, loss=args.loss, lr=args.lr, epochs=args.epochs,
+               global_batch=args.global_batch, train_accuracy=args.train_accuracy, n_classes=n_classes,
+               weights=weights, rng=rng)
     with tempfile.TemporaryDirectory(prefix="ddp_adam-") as tmp:
         path = Path(tmp) / "rank0.json"
         mp.spawn(worker, args=(k, free_port(), data, cfg, str(path)), nprocs=k, join=True)
@@ -202,8 +203,8 @@ def run(k: int, seed: int, args, data: dict, hidden) -> dict:
         test_curve=[round(a, 5) for a in acc], train_curve=[round(a, 5) for a in r["train_curve"]],
         torch=torch.__version__, numpy=np.__version__, threadpools=r["threadpools"],
         torch_threads=r["torch_threads"], cpu_count=os.cpu_count(), git=git_commit(),
-        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), args=vars(args) | {
-            "out": str(args.out)}, argv=sys.argv[1:])
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        args={**vars(args), "out": str(args.out)}, argv=sys.argv[1:])
 
 
 def main(argv=None) -> int:
@@ -234,11 +235,12 @@ def main(argv=None) -> int:
     if args.lr is None:
         args.lr = DEFAULT_ADAM_LR["sgd"]
     hidden, X, y, Xt, yt = load(args.task, args.split)
-    if not 1 <= max(args.ranks) <= args.global_batch <= len(y):
-        parser.error(f"need 1 <= ranks <= global batch <= training rows ({len(y)})")
-    data = {"X": torch.from_numpy(X.astype(args.dtype)).share_memory_(), "y": torch.from_numpy(y).share_memory_(),
-            "X_test": torch.from_numpy(Xt.astype(args.dtype)).share_memory_(), "y_test": torch.from_numpy(yt).share_memory_()}
+    if args.epochs < 1 or min(args.ranks) < 1 or not max(args.ranks) <= args.global_batch <= len(y):
+        parser.error(f"need epochs >= 1 and 1 <= ranks <= global batch <= training rows ({len(y)})")
+    arrays = {"X": X.astype(args.dtype), "y": y, "X_test": Xt.astype(args.dtype), "y_test": yt}
     del X, Xt
+    data = {name: torch.from_numpy(a).share_memory_() for name, a in arrays.items()}  # the ranks' shared copy
+    del arrays
     rows = []
     for k in args.ranks:
         for seed in args.seeds:
