@@ -356,7 +356,7 @@ def test_with_one_rank_errors_propagate_and_comm_is_passed_on():
         dist.run_or_abort(len, [1], comm="world")
     X, y, _, _ = mpi_worker.problem(2)
     res = dist.train_admm_distributed(X, y, comm=comm, max_iter=2, tol=0, random_state=1)
-    ref = train_admm(X, y, max_iter=2, tol=0, random_state=1, batch_size=None)  # MPI's default: full batch
+    ref = train_admm(X, y, max_iter=2, tol=0, random_state=1)  # one rank: one process's mini-batch fit
     for W, W_ref in zip(res.weights, ref.weights):
         np.testing.assert_array_equal(W, W_ref)
     seeded = dist.train_admm_distributed(X, y, comm=comm, max_iter=1, tol=0)

@@ -75,7 +75,7 @@ class MiniBatchADMM:
         square = max(B, *(w + 1 for w in widths[:L]))
         product = max(max(widths[l] * (widths[l - 1] + 1), B * widths[l]) for l in range(1, L + 1))
         self.updates = updates.get(compiled, dt, square * square, product)
-        self.shared = SharedWUpdate(comm, dt, B, widths) if comm.distributed else None
+        self.shared = SharedWUpdate(comm, dt, B, widths) if comm.size > 1 else None
         # The class index of each training row (from its 0/1 targets), and the running metrics of the
         # current sweep: [summed loss, correct predictions] of each batch's forward pass (running_counts).
         self.y_index = _losses.predict_index(T) if settings.train_metrics == "running" else None
