@@ -770,3 +770,59 @@ def test_the_numpy_and_compiled_updates_give_the_same_epoch(order):
     assert isinstance(steps[1].updates, mb_updates.CompiledUpdates)
     for W, V in zip(steps[0].W[1:], steps[1].W[1:]):
         np.testing.assert_allclose(W, V, rtol=1e-9, atol=1e-9)
+
+
+# -- layer 1's updates formed once per batch (minibatch.first_layer) ----------------------------------
+
+
+@pytest.mark.parametrize("dtype, prox, rtol", [("float64", 0.3, 1e-11), ("float32", 0.3, 2e-4),
+                                               ("float32", 1e-7, 2e-3)])  # the last: factored in float64
+def test_first_layer_updates_equal_the_proximal_steps_one_by_one(dtype, prox, rtol):
+    from fastadmm import _comm
+    from fastadmm.minibatch.first_layer import FirstLayer
+
+    rng = np.random.default_rng(3)
+    B, m, h, shrink = 20, 30, 7, 0.9
+    assert FirstLayer.applies(B, m + 1)
+    A = rng.uniform(0, 1, (B, m)).astype(dtype)
+    W0 = rng.normal(0, 0.3, (h, m + 1)).astype(dtype)
+    targets = [rng.normal(0, 1, (B, h)).astype(dtype) for _ in range(3)]
+    ref = mb_updates.NumpyUpdates(np.dtype("float64"), 64 * 64, 64 * 64)
+    W_ref = W0.astype(np.float64)
+    first = FirstLayer(_comm.SingleProcess(), dtype, B, m, h)
+    M = (A @ W0[:, :-1].T + W0[:, -1]).astype(dtype)
+    R = np.empty((B, h), dtype)
+    for Z in targets:
+        ref.w_update(1, A.astype(np.float64), Z.astype(np.float64), None, np.empty((B, h)), W_ref, prox, shrink)
+        first.update(1, A, Z, M, R, prox, shrink, None)
+        assert first.pending
+        # M is the product of the updated W_1, without W_1 being formed
+        np.testing.assert_allclose(M, A.astype(np.float64) @ W_ref[:, :-1].T + W_ref[:, -1], rtol=rtol,
+                                   atol=rtol * np.abs(M).max())
+    W = W0.copy()
+    first.finish(W)
+    assert not first.pending
+    np.testing.assert_allclose(W, W_ref, rtol=rtol, atol=rtol * np.abs(W_ref).max())
+
+
+@pytest.mark.parametrize("order, sweeps", [("residual", 2), ("targets_first", 2), ("layerwise", 3)])
+def test_a_fit_with_layer_1_formed_once_per_batch_equals_one_without(order, sweeps):
+    from fastadmm import _backend, _losses
+
+    rng = np.random.default_rng(1)
+    X = rng.uniform(0, 1, (160, 40))
+    y = rng.integers(0, 3, 160)
+    T = _losses.targets(y, 3, X.dtype, "mse")
+    s = ADMMSettings(batch_size=16, dtype="float64", sweep_order=order, batch_sweeps=sweeps,
+                     weight_decay=1e-3).resolved(n_outputs=3)
+    fits = []
+    for lazy in (True, False):
+        p = MiniBatchADMM(X, T, [41, 20, 3], "mse", s, _backend.get("cython"), np.random.default_rng(0), None, None)
+        assert p.first is not None
+        if not lazy:
+            p.first = None  # every W_1-update as a plain proximal step
+        for _ in range(2):
+            p.sweep({"W": 0.0, "a": 0.0, "z": 0.0})
+        fits.append(p.W)
+    for W, R in zip(fits[0][1:], fits[1][1:]):
+        np.testing.assert_allclose(W, R, rtol=1e-9, atol=1e-12)

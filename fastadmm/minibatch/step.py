@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import _admm_core, _backend, _comm, _losses, _step
 from . import sweeps, updates
+from .first_layer import FirstLayer
 from .inputs import InputMap
 from .refit import OutputRefit
 from .schedule import Schedule
@@ -76,6 +77,8 @@ class MiniBatchADMM:
         product = max(max(widths[l] * (widths[l - 1] + 1), B * widths[l]) for l in range(1, L + 1))
         self.updates = updates.get(compiled, dt, square * square, product)
         self.shared = SharedWUpdate(comm, dt, B, widths) if comm.size > 1 else None
+        # Layer 1's updates of a batch formed once per batch (first_layer), in the push-through form.
+        self.first = FirstLayer(comm, dt, B, widths[0], widths[1]) if settings.prox_metric == "identity" else None
         # The class index of each training row (from its 0/1 targets), and the running metrics of the
         # current sweep: [summed loss, correct predictions] of each batch's forward pass (running_counts).
         self.y_index = _losses.predict_index(T) if settings.train_metrics == "running" else None
@@ -238,6 +241,10 @@ class MiniBatchADMM:
             self._running[1] += int(np.count_nonzero(_losses.predict_index(out) == self.y_index[rows]))
         timings["z"] += time.perf_counter() - t0
         self._sweep(self, B, sums, timings)
+        if self.first is not None and self.first.pending:
+            t0 = time.perf_counter()
+            self.first.finish(self.W[1])
+            timings["W"] += time.perf_counter() - t0
 
     # -- the steps of a batch ---------------------------------------------------------------------
     def _linear(self, l, B, out):
@@ -249,9 +256,16 @@ class MiniBatchADMM:
         self.m_valid = [False] + [True] * self.L
         if B == 0:  # this rank holds none of the batch's rows (over MPI)
             return
+        # W_1 with updates of this batch not yet formed (first_layer): M[1] holds its product already
+        pending = self.first is not None and self.first.pending
         for l in range(1, self.L):
+            if l == 1 and pending:
+                np.maximum(self.M[1][:B], 0, out=self.A[1][:B])
+                self.H[1][:B] = self.A[1][:B]
+                continue
             self.updates.hidden(self.A[l - 1][:B], self.W[l], self.M[l][:B], self.A[l][:B], self.H[l][:B])
-        self._linear(self.L, B, self.M[self.L][:B])
+        if not (self.L == 1 and pending):
+            self._linear(self.L, B, self.M[self.L][:B])
 
     def _pre(self, l, B, out):
         """out <- W_l [a_{l-1}; 1]: the forward pass's product while it is still current."""
@@ -291,6 +305,15 @@ class MiniBatchADMM:
         R = self.R[l][:B]
         Z = self.Z[l][:B]
         M = self.M[l][:B] if self.m_valid[l] else None  # W_prev a_{l-1}, when still current
+        n_rows = B if self.counts is None else int(self.counts.sum())  # of the (global) batch
+        if l == 1 and self.first is not None and FirstLayer.applies(n_rows, Wp.shape[1]):
+            if M is None:  # only after a W_1-update of another kind in this batch (never with the defaults)
+                self.first.finish(Wp)
+                M = self._linear(1, B, self.M[1][:B]) if B else self.M[1][:B]
+            # M[1] becomes W_1's product after the update; W_1 itself is formed when the batch ends
+            self.first.update(1, A, Z, self.M[1][:B], R, self._prox[1], self._shrink[1], self.counts)
+            self.m_valid[1] = True
+            return
         self.m_valid[l] = False  # W_l changes below, in place (compact_weights hands out copies)
         if self.s.prox_metric == "gram":
             if M is None:

@@ -1,0 +1,151 @@
+"""The W_1-updates of a batch, formed once per batch.
+
+Layer 1's input, the batch's rows [x; 1], does not change while the batch is swept, so when the
+push-through form applies (the batch has fewer rows B than W_1 has columns n) every W_1-update of
+the batch shares one B x B system K = A A^T + p I (A = [X_b 1], p the proximal shift of
+``updates.NumpyUpdates.w_update``).  Each update j takes R_j = Z - s M (M = A W^T, the layer's
+current product on the batch, s the ridge's anchor scale) and solves Y_j = K^-1 R_j; then
+
+* the layer's product on the batch after the update is M <- s M + A A^T Y_j = s M + R_j - p Y_j
+  = Z - p Y_j (exact: K Y_j = R_j), with no product with W_1; the next sweep's forward pass takes it;
+* W_1 itself after the batch's S updates is s^S W_prev + Ytot^T A with Ytot = sum_j s^(S-j) Y_j:
+  one product with A per batch, however many sweeps (``finish``).
+
+So a batch of S sweeps factors K once and multiplies by W_1's n columns twice (the forward pass and
+``finish``) instead of 2 S times.  The result is the sequence of proximal steps
+``updates.NumpyUpdates.w_update`` takes, up to rounding.
+
+Over MPI each rank holds its rows of the batch: the ranks all-gather A once per batch and R once per
+update (every rank then holds K, Y and Ytot of the whole batch), each rank forms its block of W_1's
+rows in ``finish`` and a last all-gather assembles W_1 on every rank.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _linalg
+from .updates import _check_finite
+from .shared import row_blocks
+
+
+class FirstLayer:
+    """Layer 1's W-updates over the batches of a fit: `comm` (a _comm.Communicator; one process or
+    ranks), buffers in `dtype` for a (global) batch of up to `largest` rows, m = X's kept columns,
+    h = W_1's rows."""
+
+    def __init__(self, comm, dtype, largest, m, h):
+        self.comm, self.rank, self.size = comm, comm.rank, comm.size
+        self.dtype = np.dtype(dtype)
+        self.m, self.h = m, h
+        shared = comm.size > 1
+        self.A_all = np.empty((largest * m,), dtype) if shared else None  # the batch's gathered rows
+        self.R_all = np.empty((largest * h,), dtype) if shared else None  # the gathered residuals
+        self.send = np.empty((max(largest * max(m, h), h * (m + 1)),), dtype) if shared else None
+        self.K = np.empty((largest * largest,), dtype)
+        self.Ytot = np.empty((largest * h,), dtype)
+        self.R = None  # this rank's residuals (B_k x h), set per update
+        self.pending = False  # whether W_1 has updates of the current batch not yet formed
+        self.A = self.factor = self.counts = None
+        self.shift = self.scale = 0.0
+        self.rows = slice(0, 0)  # this rank's rows within the batch's gathered rows
+
+    @staticmethod
+    def applies(B: int, n: int) -> bool:
+        """Whether a (global) batch of B rows takes the push-through form for n columns."""
+        return B < n
+
+    # -- the batch's system ------------------------------------------------------------------------
+    def _begin(self, layer, A, prox, counts):
+        """Gather the batch's rows (over MPI), build K and factor it."""
+        B = A.shape[0] if counts is None else int(counts.sum())
+        m = self.m
+        if counts is None:
+            self.A = A
+            self.rows = slice(0, B)
+        else:
+            send = self.send[: A.shape[0] * m]
+            send.reshape(A.shape)[...] = A
+            self.A = self.comm.allgatherv(send, self.A_all, counts * m).reshape(B, m)
+            start = int(counts[: self.rank].sum())
+            self.rows = slice(start, start + A.shape[0])
+        self.counts = counts
+        K = np.matmul(self.A, self.A.T, out=self.K[: B * B].reshape(B, B))
+        n = m + 1
+        mean_diag = (float(np.trace(K)) + B) / n  # mean diagonal of [a; 1][a; 1]^T
+        if not np.isfinite(mean_diag):
+            raise _linalg.NonFiniteError(f"layer {layer}: the batch's activations or targets hold NaN or infinity")
+        self.shift = shift = prox * mean_diag + 1e-12
+        K += 1.0
+        K.flat[:: B + 1] += shift
+        # A float32 system beyond FLOAT32_COND_LIMIT is factored and solved in float64 (as _linalg.spd_solve).
+        if K.dtype == np.float32 and float(np.trace(K)) > _linalg.FLOAT32_COND_LIMIT * shift:
+            K = K.astype(np.float64)
+        potrf = _linalg._CHOLESKY[K.dtype][0]
+        factor, info = potrf(K.T, lower=1, overwrite_a=1, clean=0)
+        if info != 0:
+            raise _linalg.NonFiniteError(f"layer {layer}: the W-update's system is not positive definite")
+        self.factor = factor
+        self.Ytot_view = self.Ytot[: B * self.h].reshape(B, self.h)
+        self.Ytot_view[...] = 0.0
+        self.scale = 1.0  # s^S of the updates so far
+        self.pending = True
+
+    def _solve(self, R):
+        """R <- K^-1 R in place (R: B x h, C-contiguous; one right-hand side per column)."""
+        L = self.factor
+        trsm = _linalg._CHOLESKY[L.dtype][2]
+        work = R if R.dtype == L.dtype else R.astype(L.dtype)
+        out = trsm(1.0, L, work.T, side=1, lower=1, trans_a=1, overwrite_b=1)
+        out = trsm(1.0, L, out, side=1, lower=1, trans_a=0, overwrite_b=1)
+        if not np.shares_memory(out, R):
+            R[...] = out.T
+        return R
+
+    # -- one W_1-update ----------------------------------------------------------------------------
+    def update(self, layer, A, Z, M, R, prox, shrink, counts):
+        """One W_1-update of the batch: A (B_k, m) this rank's rows of the batch's inputs, Z (B_k, h)
+        their targets, M (B_k, h) W_1's current product on them, replaced by the product after the
+        update; R (B_k, h) scratch; `counts`: every rank's rows of the batch (None: one process)."""
+        if not self.pending:
+            self._begin(layer, A, prox, counts)
+        np.multiply(M, shrink, out=R)
+        np.subtract(Z, R, out=R)  # z_1 - s W_1 a_0
+        if counts is None:
+            Y = R
+        else:
+            send = self.send[: R.size]
+            send.reshape(R.shape)[...] = R
+            Y = self.comm.allgatherv(send, self.R_all, counts * self.h).reshape(-1, self.h)
+        _check_finite(layer, 0.0, Y)
+        self._solve(Y)
+        self.Ytot_view *= shrink
+        self.Ytot_view += Y
+        self.scale *= shrink
+        # M <- Z - p Y (this rank's rows of Y)
+        np.multiply(Y[self.rows], -self.shift, out=M)
+        M += Z
+
+    def finish(self, W):
+        """W_1 <- s^S W_1 + Ytot^T [A 1], the batch's updates formed (W: h x (m + 1), every rank)."""
+        if not self.pending:
+            return
+        self.pending = False
+        Ytot, A = self.Ytot_view, self.A
+        if self.size == 1:
+            lo, hi = 0, self.h
+        else:
+            bounds = row_blocks(self.h, self.size)
+            lo, hi = int(bounds[self.rank]), int(bounds[self.rank + 1])
+        if hi > lo:
+            Wk = W[lo:hi]
+            if self.scale != 1.0:
+                Wk *= self.scale
+            Wk[:, :-1] += Ytot[:, lo:hi].T @ A
+            Wk[:, -1] += Ytot[:, lo:hi].sum(axis=0)
+        if self.size > 1:
+            n = self.m + 1
+            out = self.send[: (hi - lo) * n]
+            out[...] = W[lo:hi].reshape(-1)
+            self.comm.allgatherv(out, W.reshape(-1), np.diff(bounds) * n)
+        self.A = None
