@@ -25,8 +25,8 @@ TRAIN_METRICS = ("running", "full")
 # The measured defaults of each method, used where a setting is None (docs/ALGORITHM.md, section 6,
 # and docs/ABLATION.md for the measurements).
 # Mini-batch-only fields, as a full-batch fit records them (they do not apply there).
-FIELD_FALLBACK = dict(sweep_order="targets_first", prox=1.0, output_prox=1.0, batch_sweeps=1, output_refit=0.0,
-                      weight_decay=0.0, center_inputs=False)
+FIELD_FALLBACK = dict(sweep_order="targets_first", prox=1.0, output_prox=1.0, prox_batch=1, batch_sweeps=1,
+                      output_refit=0.0, weight_decay=0.0, center_inputs=False)
 FULL_BATCH = dict(
     beta=1.0,  # the paper's penalties, equal in every layer
     gamma=10.0,
@@ -53,6 +53,7 @@ MINI_BATCH = dict(
     depth_decay=0.06,
     prox=0.3,  # the hidden layers' steps: MNIST-1D 0.78 against 0.75 with 1 and 0.69 with 2.5
     output_prox=3.0,  # W_L moves slowly between the epoch's exact refits (0.3: MNIST-1D 0.74)
+    prox_batch=128,  # batches of 32 at prox 0.3: MNIST-1D falls 1.7-2.9 points from its best (0.78-0.84 at 1.2)
     batch_sweeps=2,  # MNIST-1D 0.809 against 0.779 with 1; 784-300-10 0.968 against 0.963 (1.6x the epoch)
     weight_decay=1e-4,  # 784-100-50-10 0.9555 against 0.9463 without; MNIST-1D 0.809 against 0.812
     output_refit=1e-3,
@@ -71,6 +72,7 @@ MINI_BATCH_ONE_OUTPUT = dict(
     depth_decay=0.01,
     prox=1.0,  # 1 and 3 equal within noise (7-9, seeds 0-2, 10 epochs), 10 worse
     output_prox=1.0,
+    prox_batch=64,  # the batch prox was chosen at
     batch_sweeps=1,
     weight_decay=1e-4,  # 0 and 3e-4 equal within the validation rows' noise
     output_refit=0.0,
@@ -91,13 +93,13 @@ FULL_BATCH_TOL = 1e-6
 MINI_BATCH_TOL = 1e-4
 # The settings each method fills in where a field is None (or batch_size is "auto").
 PRESET_FIELDS = ("batch_size", "sweep_order", "initialization", "beta", "gamma", "depth_decay", "prox", "output_prox",
-                 "batch_sweeps", "weight_decay", "output_refit", "center_inputs")
+                 "prox_batch", "batch_sweeps", "weight_decay", "output_refit", "center_inputs")
 
 # Fields that one method only uses.  Given to the other method, a value other than None, the field's
 # declared default or (for full batch) the value a full-batch fit records for it (FIELD_FALLBACK), they
 # are refused, naming the method they belong to (check_method_fields).
 FULL_BATCH_ONLY = ("init_scale", "ridge", "warm_start_iter", "multiplier")
-MINI_BATCH_ONLY = ("sweep_order", "prox", "output_prox", "prox_metric", "batch_sweeps", "output_refit", "gram_decay",
+MINI_BATCH_ONLY = ("sweep_order", "prox", "output_prox", "prox_batch", "prox_metric", "batch_sweeps", "output_refit", "gram_decay",
                    "weight_decay", "center_inputs")
 # Fields a resumed fit may change: when the fit stops, what it measures and how it runs (the iterates
 # stay those of the uninterrupted fit).  Every other field, and the fit's dtype, changes the method: a
@@ -188,6 +190,7 @@ ADMM_CONSTRAINTS = (
     integer("batch_sweeps", 1, none=True),
     real("prox", 0, low_open=True, none=True),
     real("output_prox", 0, low_open=True, none=True),
+    integer("prox_batch", 1, none=True),
     choice("prox_metric", PROX_METRICS),
     choice("sweep_order", SWEEP_ORDERS, none=True),
     real("output_refit", 0, none=True),
@@ -312,6 +315,13 @@ class ADMMSettings:
     # between refits leaves the hidden layers the part of each batch's target it does not take itself
     # (sweep_order="residual").
     output_prox: Optional[float] = None
+    # The batch size prox and output_prox are set for: a smaller batch (batch_size < prox_batch) is
+    # damped as if it had prox_batch rows, its proximal weights times prox_batch / batch_size (the
+    # least-squares fit of a small batch is noisy, and an epoch takes more of its steps); a larger
+    # batch keeps them (longer steps for larger batches measured no better: docs/SCALING.md).  1 =
+    # the weights as given for every batch size; None = the method's default batch (128 with several
+    # outputs, 64 with one), so that the defaults are unchanged.
+    prox_batch: Optional[int] = None
     # Metric of the proximal term: "gram" = the running mean S of the layer's input Gram (for layer 1
     # the whole training set's), "identity" = the BCD papers' alpha ||W - W_prev||^2.
     prox_metric: str = "identity"

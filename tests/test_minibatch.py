@@ -174,7 +174,8 @@ def _problem(B=12, n_in=7, n_out=5, K=3, seed=0, metric="identity", updates="num
     X = rng.normal(size=(B, n_in))
     y = rng.integers(0, K, B)
     T = np.eye(K)[y]
-    s = ADMMSettings(batch_size=B, prox_metric=metric, prox=0.7, dtype=dtype, weight_decay=weight_decay).resolved()
+    s = ADMMSettings(batch_size=B, prox_metric=metric, prox=0.7, dtype=dtype, weight_decay=weight_decay,
+                     prox_batch=1).resolved()
     from fastadmm import _backend
 
     p = MiniBatchADMM(X, T, [n_in + 1, n_out, K], "mse", s, _backend.get("numpy"), rng, None, None)
@@ -471,8 +472,8 @@ def test_layerwise_batch_equals_the_obvious_sweep(B, order):
     y = rng.integers(0, 3, B)
     T = np.eye(3)[y]
     s = ADMMSettings(batch_size=B, dtype="float64", sweep_order=order, weight_decay=0.0, skip_zero_inputs=False,
-                     output_refit=0, beta=0.5, gamma=0.2, depth_decay=0.3, prox=0.7, output_prox=2.0, batch_sweeps=1,
-                     center_inputs=False).resolved()
+                     output_refit=0, beta=0.5, gamma=0.2, depth_decay=0.3, prox=0.7, output_prox=2.0, prox_batch=1,
+                     batch_sweeps=1, center_inputs=False).resolved()
     from fastadmm import _backend
 
     p = MiniBatchADMM(X, T, [21, 16, 9, 3], "mse", s, _backend.get("numpy"), rng, None, None)
@@ -826,3 +827,24 @@ def test_a_fit_with_layer_1_formed_once_per_batch_equals_one_without(order, swee
         fits.append(p.W)
     for W, R in zip(fits[0][1:], fits[1][1:]):
         np.testing.assert_allclose(W, R, rtol=1e-9, atol=1e-12)
+
+
+def test_a_batch_smaller_than_prox_batch_is_damped_as_if_it_had_prox_batch_rows():
+    X, y = blobs(n=200, d=6, k=3)
+    kw = dict(hidden=(8,), max_iter=2, random_state=0, dtype="float64", tol=0)
+    # batch 32 under the default prox_batch (128): the proximal weights times 4
+    damped = fastadmm.train_admm(X, y, batch_size=32, **kw)
+    assert damped.settings["prox_batch"] == MINI_BATCH["prox_batch"] == 128
+    same = fastadmm.train_admm(X, y, batch_size=32, prox=4 * MINI_BATCH["prox"],
+                               output_prox=4 * MINI_BATCH["output_prox"], prox_batch=1, **kw)
+    for W, V in zip(damped.weights, same.weights):
+        np.testing.assert_array_equal(W, V)
+    # at or above prox_batch the weights are as given
+    big = fastadmm.train_admm(X, y, batch_size=128, **kw)
+    plain = fastadmm.train_admm(X, y, batch_size=128, prox_batch=1, **kw)
+    for W, V in zip(big.weights, plain.weights):
+        np.testing.assert_array_equal(W, V)
+    # the one-output defaults are set for their own batch of 64
+    assert MINI_BATCH_ONE_OUTPUT["prox_batch"] == MINI_BATCH_ONE_OUTPUT["batch_size"] == 64
+    with pytest.raises(ValueError, match="prox_batch"):
+        ADMMSettings(prox_batch=0)
