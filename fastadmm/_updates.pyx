@@ -206,14 +206,14 @@ def w_update(const floating[:, ::1] A, const floating[:, ::1] Z, const floating[
     residuals and the solve;
     W_prev, W_out (h, m + 1), the bias last; p = prox * mean diagonal of [A 1]^T [A 1] (+ 1e-12).
     Push-through (B < m + 1): a B x B solve with K = A A^T + 1 1^T + p I; otherwise the normal
-    equations, an (m + 1) x (m + 1) solve.  ``square`` holds at least max(B, m + 1)^2 entries,
+    equations, an (m + 1) x (m + 1) solve.  ``square`` holds at least min(B, m + 1)^2 entries,
     ``work`` at least (m + 1) * h.  Returns a status code (module docstring).
     """
     cdef int B = A.shape[0], m = A.shape[1], h = R.shape[1], n = m + 1
     cdef int status
     cdef Py_ssize_t i, j
     if R.shape[0] != B or W_prev.shape[0] != h or W_prev.shape[1] != n or W_out.shape[0] != h \
-            or W_out.shape[1] != n or square.shape[0] < max(B, n) * max(B, n) or work.shape[0] < n * h \
+            or W_out.shape[1] != n or square.shape[0] < min(B, n) * min(B, n) or work.shape[0] < n * h \
             or Z.shape[0] != B or Z.shape[1] != h or (M is not None and (M.shape[0] != B or M.shape[1] != h)):
         raise ValueError("w_update: inconsistent shapes or scratch too small")
     with nogil:

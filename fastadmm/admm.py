@@ -127,7 +127,8 @@ def train_admm(
         try:
             T = _losses.targets(a.y_index, len(a.classes), a.dtype, a.loss)
             if settings.batch_size is not None:
-                step = MiniBatchADMM(a.X, T, a.sizes, a.loss, settings, kernels, a.rng, init, comm, a.nonzero)
+                step = MiniBatchADMM(a.X, T, a.sizes, a.loss, settings, kernels, a.rng, init, comm, a.nonzero,
+                                     a.y_index)
             else:
                 step = FullBatchADMM(a.X, T, a.sizes, a.loss, settings, kernels, a.rng, init, comm, a.row_offset,
                                      a.n_global, a.nonzero)

@@ -28,9 +28,9 @@ class Schedule:
         rank's rows of the batch (indices into its own rows, in the permutation's order) and every
         rank's number of rows in it (None for one process)."""
         # int32 indices where they fit (half the memory of a permutation of a large set; the same
-        # permutation and stream as rng.permutation(n_rows))
-        index = np.int32 if self.n_rows < 2**31 else np.intp
-        order = rng.permutation(np.arange(self.n_rows, dtype=index))
+        # permutation and stream as rng.permutation(n_rows), shuffled in place without its copy)
+        order = np.arange(self.n_rows, dtype=np.int32 if self.n_rows < 2**31 else np.intp)
+        rng.shuffle(order)
         bounds = np.linspace(0, self.n_rows, self.n_batches + 1).astype(np.intp)
         for i in range(self.n_batches):
             rows = order[bounds[i] : bounds[i + 1]].astype(np.intp)

@@ -46,9 +46,10 @@ class MiniBatchADMM:
     kind = "admm-minibatch"
     intercept = True  # every layer has a bias (the last column of each W_l)
 
-    def __init__(self, X, T, sizes, loss, settings, kernels, rng, init, comm, nonzero=None):
+    def __init__(self, X, T, sizes, loss, settings, kernels, rng, init, comm, nonzero=None, y_index=None):
         """`nonzero`: _inputs.nonzero_features(X) if the caller has it (from the boundary's scan of X);
-        `comm`: a _comm.Communicator (None: one process)."""
+        `comm`: a _comm.Communicator (None: one process); `y_index`: each row's class index, if the
+        caller has it (else it is read from T's 0/1 targets)."""
         self.comm = comm = _comm.wrap(comm)
         self.s = settings
         self.k = kernels
@@ -73,7 +74,7 @@ class MiniBatchADMM:
         widths = [self.inputs.width] + list(sizes[1:])
         # The W- and a-updates, with their scratch: the square systems (B x B, n x n, n_{l+1} x n_{l+1})
         # and the products of a W- or a-update.
-        square = max(B, *(w + 1 for w in widths[:L]))
+        square = max([min(B, w + 1) for w in widths[:L]] + widths[2:])  # B x B, n x n, or an a-update's
         product = max(max(widths[l] * (widths[l - 1] + 1), B * widths[l]) for l in range(1, L + 1))
         self.updates = updates.get(compiled, dt, square * square, product)
         self.shared = SharedWUpdate(comm, dt, B, widths) if comm.size > 1 else None
@@ -81,7 +82,9 @@ class MiniBatchADMM:
         self.first = FirstLayer(comm, dt, B, widths[0], widths[1]) if settings.prox_metric == "identity" else None
         # The class index of each training row (from its 0/1 targets), and the running metrics of the
         # current sweep: [summed loss, correct predictions] of each batch's forward pass (running_counts).
-        self.y_index = _losses.predict_index(T) if settings.train_metrics == "running" else None
+        self.y_index = None
+        if settings.train_metrics == "running":
+            self.y_index = _losses.predict_index(T) if y_index is None else y_index
         self._running = [0.0, 0]
         # Batch buffers, allocated once: Xb holds the batch's rows of X; Z[l], A[l], H[l] its z_l, a_l,
         # h(z_l); A_new[l] receives the a-update before it replaces A[l]; R[l] is scratch of z_l's width.
