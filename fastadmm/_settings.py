@@ -315,12 +315,13 @@ class ADMMSettings:
     # between refits leaves the hidden layers the part of each batch's target it does not take itself
     # (sweep_order="residual").
     output_prox: Optional[float] = None
-    # The batch size prox and output_prox are set for: a smaller batch (batch_size < prox_batch) is
-    # damped as if it had prox_batch rows, its proximal weights times prox_batch / batch_size (the
+    # The batch size prox is set for: a smaller batch (batch_size < prox_batch) damps the hidden
+    # layers' steps as if it had prox_batch rows, prox times prox_batch / batch_size (the
     # least-squares fit of a small batch is noisy, and an epoch takes more of its steps); a larger
-    # batch keeps them (longer steps for larger batches measured no better: docs/SCALING.md).  1 =
-    # the weights as given for every batch size; None = the method's default batch (128 with several
-    # outputs, 64 with one), so that the defaults are unchanged.
+    # batch keeps prox (longer steps for larger batches measured no better: docs/SCALING.md);
+    # output_prox is kept (scaling it too measured worse, docs/ABLATION.md).  1 = prox as given for
+    # every batch size; None = the method's default batch (128 with several outputs, 64 with one),
+    # so that the defaults are unchanged.
     prox_batch: Optional[int] = None
     # Metric of the proximal term: "gram" = the running mean S of the layer's input Gram (for layer 1
     # the whole training set's), "identity" = the BCD papers' alpha ||W - W_prev||^2.

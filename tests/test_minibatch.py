@@ -832,11 +832,10 @@ def test_a_fit_with_layer_1_formed_once_per_batch_equals_one_without(order, swee
 def test_a_batch_smaller_than_prox_batch_is_damped_as_if_it_had_prox_batch_rows():
     X, y = blobs(n=200, d=6, k=3)
     kw = dict(hidden=(8,), max_iter=2, random_state=0, dtype="float64", tol=0)
-    # batch 32 under the default prox_batch (128): the proximal weights times 4
+    # batch 32 under the default prox_batch (128): the hidden layers' proximal weight times 4
     damped = fastadmm.train_admm(X, y, batch_size=32, **kw)
     assert damped.settings["prox_batch"] == MINI_BATCH["prox_batch"] == 128
-    same = fastadmm.train_admm(X, y, batch_size=32, prox=4 * MINI_BATCH["prox"],
-                               output_prox=4 * MINI_BATCH["output_prox"], prox_batch=1, **kw)
+    same = fastadmm.train_admm(X, y, batch_size=32, prox=4 * MINI_BATCH["prox"], prox_batch=1, **kw)
     for W, V in zip(damped.weights, same.weights):
         np.testing.assert_array_equal(W, V)
     # at or above prox_batch the weights are as given

@@ -106,7 +106,7 @@ class MiniBatchADMM:
         # r ||W||^2 is the proximal step of weight p + r anchored at W_prev p / (p + r) (_w_update).
         # A batch smaller than prox_batch is damped as if it had prox_batch rows (the settings' comment).
         self.prox_scale = max(1.0, settings.prox_batch / settings.batch_size)
-        p = [0.0] + [settings.prox * self.prox_scale] * (L - 1) + [settings.output_prox * self.prox_scale]
+        p = [0.0] + [settings.prox * self.prox_scale] * (L - 1) + [settings.output_prox]
         self._prox = [q + settings.weight_decay for q in p]
         self._shrink = [1.0] + [p[l] / self._prox[l] for l in range(1, L + 1)]
         self._sweep = sweeps.SWEEPS[settings.sweep_order]
@@ -333,7 +333,7 @@ class MiniBatchADMM:
             if l > 1:
                 decay = self.s.gram_decay
                 self.S[l] = G / B if self.S[l] is None else decay * self.S[l] + (1.0 - decay) * (G / B)
-            prox = (self.s.output_prox if l == self.L else self.s.prox) * self.prox_scale
+            prox = self.s.output_prox if l == self.L else self.s.prox * self.prox_scale
             self.W[l] = updates.solve_gram(G, rhs, Wp, self.S[l], prox, self.s.weight_decay, B)
             return
         if self.shared is not None:  # the global batch's step, from this rank's residuals
