@@ -120,12 +120,27 @@ def check_y(y, n_samples, name="y", min_classes=2):
                 f"{name} holds continuous values, but fastadmm trains classifiers (losses "
                 f"{', '.join(map(repr, _losses.LOSSES))}) on class labels; pass integer or string class labels"
             )
-    classes, y_index = np.unique(y, return_inverse=True)
+    classes, y_index = class_index(y)
     if classes.shape[0] < min_classes:
         raise ValueError(
             f"{name} has a single class ({classes[0]!r} if any); training needs samples of at least two classes"
         )
     return y_index.astype(np.intp), classes
+
+
+def class_index(y: np.ndarray):
+    """(classes, y_index) as ``np.unique(y, return_inverse=True)``.  Integer labels over a range not
+    much wider than the number of rows are counted and looked up instead: no sorted copy of y and no
+    argsort of it (their temporaries are several times y's size for a large y of small integers)."""
+    if y.dtype.kind in "iub" and y.size:
+        low, high = int(y.min()), int(y.max())
+        if high - low <= max(y.size, 1024) and -(2**62) < low and high < 2**62:
+            shifted = y if low == 0 and y.dtype.kind != "b" else y.astype(np.intp) - low
+            present = np.bincount(shifted.ravel(), minlength=high - low + 1) > 0
+            classes = (np.flatnonzero(present) + low).astype(y.dtype)
+            lookup = np.cumsum(present, dtype=np.intp) - 1
+            return classes, lookup[shifted]
+    return np.unique(y, return_inverse=True)
 
 
 def check_Xy(X, y, dtype=None, min_samples=2, min_classes=2, *, with_scan=False):

@@ -174,3 +174,17 @@ def test_nonzero_features_is_the_scan_of_any_array():
     X[7, 2] = 1e-30
     np.testing.assert_array_equal(_inputs.nonzero_features(X), [0, 0, 1, 0])
     np.testing.assert_array_equal(_inputs.nonzero_features(X[:, ::2]), [0, 1])  # strided: the NumPy blocks
+
+
+def test_class_index_equals_numpy_unique():
+    from fastadmm._arrays import class_index
+
+    rng = np.random.default_rng(0)
+    cases = [rng.integers(0, 10, 1000).astype(np.int8), rng.integers(-5, 3, 100), np.array([True, False, True]),
+             rng.integers(0, 10**9, 50), np.array([3, 3, 7], dtype=np.uint16), np.array([2**63 + 1, 2**63 + 3], np.uint64),
+             np.array(["b", "a", "b"]), np.array([1.0, 3.0, 1.0])]
+    for y in cases:
+        classes, index = class_index(y)
+        ref_classes, ref_index = np.unique(y, return_inverse=True)
+        assert classes.dtype == ref_classes.dtype and np.array_equal(classes, ref_classes), y
+        assert np.array_equal(index, ref_index), y
