@@ -103,7 +103,7 @@ def test_divergence_advice_names_settings_of_the_method_in_use(batch_size):
 # 4. A setting of the other method, given, is refused naming the method it belongs to.
 
 OTHER = dict(init_scale=1e-2, ridge=0.5, warm_start_iter=2, multiplier=False, sweep_order="layerwise", prox=0.5,
-             output_prox=2.0, prox_metric="gram", batch_sweeps=3, output_refit=1e-2, gram_decay=0.5,
+             output_prox=2.0, prox_batch=32, prox_metric="gram", batch_sweeps=3, output_refit=1e-2, gram_decay=0.5,
              weight_decay=1e-3, center_inputs=True)
 
 
