@@ -217,22 +217,23 @@ def state_estimate(n_global: int, n_local: int, B: int, widths=(28, 300, 1), ite
     """Bytes of the fit's own arrays on one rank (fastadmm/minibatch/step.py, shared.py, schedule.py):
 
     * buffers: Xb (B x n_0), Tb, lam0 (B x n_L), per layer Z, R, M (B x n_l), per hidden layer A, H,
-      A_new (B x n_l), the updates' scratch (the largest square system and product), and over MPI
-      SharedWUpdate's send / recv / square buffers (the updates' square scratch as far as it is
-      touched: ``square_allocated_untouched`` is the rest of its allocation, max(B, n)^2 entries);
+      A_new (B x n_l), the updates' scratch (the largest square system and product), layer 1's
+      once-per-batch system and sums (first_layer.py: B x B and B x n_1), and over MPI
+      SharedWUpdate's send / recv / square buffers and first_layer's gathers (the updates' square
+      scratch as far as it is touched: ``square_allocated_untouched`` is the rest of its allocation);
     * weights: every W_l with its bias;
     * permutation: the epoch's permutation of all N rows (int32), drawn whole on every rank;
     * per_row: what the call keeps per training row of this rank besides X and y: the 0/1 targets T
-      (n_local x n_L, fit dtype), the class index of each row twice (the boundary's and the step's
-      running metrics', intp).  Not in the brief's "state" (buffers + weights + permutation), listed
-      apart."""
+      (n_local x n_L, fit dtype) and the class index of each row (intp).  Not counted as the fit's
+      state (buffers + weights + permutation), listed apart."""
     L = len(widths) - 1
     buffers = B * widths[0] + 2 * B * widths[L]
     buffers += sum(3 * B * widths[l] for l in range(1, L + 1)) + sum(3 * B * widths[l] for l in range(1, L))
-    # The updates' square scratch is allocated for max(B, n_l)^2 entries, but a W-update touches only
-    # B^2 (push-through, B < n_l) or n_l^2 (normal equations): the rest stays unmapped, never resident.
-    allocated = max(B, *(w + 1 for w in widths[:L])) ** 2
+    # The updates' square scratch: min(B, n_l)^2 for each W-update (B^2 in the push-through form, n_l^2
+    # in the normal equations) or an a-update's n_{l+1}^2, the largest of them (step.py).
+    allocated = max([min(B, w + 1) for w in widths[:L]] + list(widths[2:])) ** 2
     square = max(B * B if B < widths[l - 1] + 1 else (widths[l - 1] + 1) ** 2 for l in range(1, L + 1))
+    first = B * B + B * widths[1]  # first_layer.FirstLayer: K and Ytot
     product = max(max(widths[l] * (widths[l - 1] + 1), B * widths[l]) for l in range(1, L + 1))
     shared = 0
     if ranks > 1:
@@ -241,11 +242,13 @@ def state_estimate(n_global: int, n_local: int, B: int, widths=(28, 300, 1), ite
         summed = max([(m + 1) * (m + 2 + h) for m, h in pairs if B >= m + 1] or [0])
         sq = max([B * B for m, h in pairs if B < m + 1] or [0])
         shared = max(block, max(h * (m + 1) for m, h in pairs)) + max(block, summed) + sq
+        m1, h1 = widths[0], widths[1]  # first_layer's gathered rows, residuals and send buffer
+        shared += B * m1 + B * h1 + max(B * max(m1, h1), h1 * (m1 + 1))
     weights = sum(widths[l] * (widths[l - 1] + 1) for l in range(1, L + 1))
-    out = dict(buffers=(buffers + square + product + shared) * itemsize, weights=weights * itemsize,
+    out = dict(buffers=(buffers + square + product + first + shared) * itemsize, weights=weights * itemsize,
                permutation=4 * n_global, square_allocated_untouched=(allocated - square) * itemsize)
     out["state"] = out["buffers"] + out["weights"] + out["permutation"]
-    out["per_row"] = n_local * (widths[L] * itemsize + 2 * np.dtype(np.intp).itemsize)
+    out["per_row"] = n_local * (widths[L] * itemsize + np.dtype(np.intp).itemsize)
     out["test_per_row"] = n_test_local * np.dtype(np.intp).itemsize  # the test labels' class index
     return out
 
