@@ -59,6 +59,20 @@ cdef inline void _gemm_rm(char ta, char tb, int M, int N, int K, floating alpha,
         blas.dgemm(&tb, &ta, &N, &M, &K, &alpha, B, &ldb, A, &lda, &beta, C, &ldc)
 
 
+cdef inline void _gram_upper_rm(char trans, int n, int k, floating* A, int lda, floating* C, int ldc) noexcept nogil:
+    # The upper triangle of the row-major n x n Gram C (leading dimension ldc) of the row-major A,
+    # by syrk (half a gemm's multiply-adds): trans 'T': A is n x k and C = A A^T; 'N': A is k x n and
+    # C = A^T A.  Column-major these are the lower triangles of A'^T A' and A' A'^T (A' = A's
+    # column-major view, leading dimension lda).  The strict lower triangle is not written: _potrf
+    # reads the upper one only.
+    cdef char lo = c'L'
+    cdef floating one = 1, zero = 0
+    if floating is float:
+        blas.ssyrk(&lo, &trans, &n, &k, &one, A, &lda, &zero, C, &ldc)
+    else:
+        blas.dsyrk(&lo, &trans, &n, &k, &one, A, &lda, &zero, C, &ldc)
+
+
 cdef int _potrf(floating* K, int n) noexcept nogil:
     # The Cholesky factor of the symmetric n x n K in place, as LAPACK potrf('L') leaves it in
     # column-major storage: row-major, the upper triangle U with K = U^T U (read from K's upper
@@ -131,7 +145,7 @@ cdef int _w_update(const floating[:, ::1] A, floating[:, ::1] R, const floating[
     if not _all_finite(&R[0, 0], <Py_ssize_t>B * h):
         return ST_NONFINITE
     if B < n:
-        _gemm_rm(c'N', c'T', B, B, m, <floating>1, <floating*>&A[0, 0], m, <floating*>&A[0, 0], m, <floating>0, K, B)
+        _gram_upper_rm(c'T', B, m, <floating*>&A[0, 0], m, K, B)  # K = A A^T, its upper triangle
         for i in range(B):
             trace += K[i * B + i]
         mean_diag = (trace + B) / n
@@ -158,8 +172,8 @@ cdef int _w_update(const floating[:, ::1] A, floating[:, ::1] R, const floating[
                 s = s + R[i, j]
             W_out[j, m] = W_out[j, m] + s
         return ST_OK
-    # G = [A 1]^T [A 1] (n x n): A^T A, the column sums of A, and B
-    _gemm_rm(c'T', c'N', m, m, B, <floating>1, <floating*>&A[0, 0], m, <floating*>&A[0, 0], m, <floating>0, K, n)
+    # G = [A 1]^T [A 1] (n x n, its upper triangle): A^T A, the column sums of A, and B
+    _gram_upper_rm(c'N', m, B, <floating*>&A[0, 0], m, K, n)
     for q in range(m):
         s = 0
         for i in range(B):
