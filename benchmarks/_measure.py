@@ -118,3 +118,30 @@ def fmt_value(value: Optional[float]) -> str:
     if value == 0 or 1e-3 <= abs(value) < 1e5:
         return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
     return f"{value:.3e}"
+
+
+# -- this process's memory, from /proc (Linux) ------------------------------------------------------
+
+
+def proc_status_bytes(key: str) -> Optional[int]:
+    """A /proc/self/status field given in kB (VmHWM, VmRSS, ...) in bytes, or None where /proc is not
+    available.  VmHWM is this process image's resident-set high-water mark: not inherited over
+    fork + exec, unlike ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_hwm() -> bool:
+    """VmHWM <- the current resident set (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False

@@ -29,33 +29,11 @@ import psutil  # noqa: E402
 import fastadmm  # noqa: E402
 from _data import training_set  # noqa: E402
 from _flops import HIDDEN, mlp_sizes  # noqa: E402
-
-
-def _vm_hwm():
-    """This process image's resident-set high-water mark in bytes (/proc VmHWM; not inherited over
-    fork + exec, unlike ru_maxrss), or None where /proc is not available."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_hwm():
-    """Reset VmHWM to the current resident set (Linux >= 4.0); False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+from _measure import proc_status_bytes, reset_hwm  # noqa: E402
 
 
 def _peak_rss_now():
-    hwm = _vm_hwm()
+    hwm = proc_status_bytes("VmHWM")
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -89,7 +67,7 @@ def main(argv=None):
     X, y, source = training_set(args.n, args.dtype)
     proc = psutil.Process()
     rss_before = proc.memory_info().rss
-    hwm_reset = _reset_hwm()
+    hwm_reset = reset_hwm()
     maxrss_before = _peak_rss_now()
     tracemalloc.start()
     t0 = time.perf_counter()

@@ -65,6 +65,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import proc_status_bytes, reset_hwm  # noqa: E402
 
 HERE = Path(__file__).resolve()
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
@@ -182,36 +183,6 @@ def teacher_accuracy(X: np.ndarray, y: np.ndarray, seed: int = SEED) -> float:
 # Memory
 
 
-def _status_kb(key: str):
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def vm_hwm():
-    """The resident-set high-water mark in bytes (/proc VmHWM), or None."""
-    return _status_kb("VmHWM")
-
-
-def vm_rss():
-    return _status_kb("VmRSS")
-
-
-def reset_hwm() -> bool:
-    """VmHWM <- the current resident set (Linux >= 4.0); False where not permitted."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def state_estimate(n_global: int, n_local: int, B: int, widths=(28, 300, 1), itemsize: int = 4, ranks: int = 1,
                    n_test_local: int = 0) -> dict:
     """Bytes of the fit's own arrays on one rank (fastadmm/minibatch/step.py, shared.py, schedule.py):
@@ -299,8 +270,8 @@ class _Stages:
         admm_module.MiniBatchADMM, _fit.run = step, run
 
     def mark(self, name):
-        self.peaks[name] = vm_hwm()
-        self.peaks[name + "_rss_at_end"] = vm_rss()
+        self.peaks[name] = proc_status_bytes("VmHWM")
+        self.peaks[name + "_rss_at_end"] = proc_status_bytes("VmRSS")
         reset_hwm()
 
     def restore(self):
@@ -326,19 +297,19 @@ def worker_fit(args) -> None:
         warnings.simplefilter("ignore")
         fastadmm.train_admm(Xw, yw, hidden=(300,), max_iter=1, tol=0, random_state=0)
     del Xw, yw
-    rss_before_data = vm_rss()
+    rss_before_data = proc_status_bytes("VmRSS")
     t0 = time.perf_counter()
     start, stop = shard_rows(args.n, rank, size)
     X, y = higgs_rows(start, stop, args.seed, TRAIN)
     tstart, tstop = shard_rows(args.n_test, rank, size)
     Xt, yt = higgs_rows(tstart, tstop, args.seed, TEST)
     gen_seconds = time.perf_counter() - t0
-    rss_after_data = vm_rss()
-    hwm_data = vm_hwm()
+    rss_after_data = proc_status_bytes("VmRSS")
+    hwm_data = proc_status_bytes("VmHWM")
     if world is not None:
         world.Barrier()
     reset_ok = reset_hwm()
-    peak_before_fit = vm_hwm()
+    peak_before_fit = proc_status_bytes("VmHWM")
     stages = _Stages() if reset_ok else None
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -347,7 +318,7 @@ def worker_fit(args) -> None:
         r = fastadmm.train_admm(X, y, X_test=Xt, y_test=yt, hidden=(300,), max_iter=args.epochs, tol=0,
                                 random_state=0, comm=comm, **batch)
     wall = time.perf_counter() - t0
-    peak_after = vm_hwm()
+    peak_after = proc_status_bytes("VmHWM")
     if stages is not None:
         stages.restore()
         peak_fit = max(v for k, v in stages.peaks.items() if not k.endswith("_rss_at_end"))

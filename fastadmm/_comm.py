@@ -110,10 +110,11 @@ class Communicator:
     def allgatherv(self, send: np.ndarray, recv: np.ndarray, counts) -> np.ndarray:
         """recv[:sum(counts)] <- every rank's `send` (a contiguous 1-d array of counts[k] entries on
         rank k) concatenated in rank order; returns that part of recv.  This version goes through
-        allgather (pickled objects); MPIComm sends the buffers themselves."""
+        allgather with a copy of `send` (a communicator that passes objects by reference must not see
+        the buffer change afterwards); MPIComm sends the buffers themselves."""
         total = int(sum(counts))
         out = recv[:total]
-        np.concatenate(self.allgather(np.ascontiguousarray(send)), out=out)
+        np.concatenate(self.allgather(np.array(send, copy=True)), out=out)
         return out
 
     def abort(self, code: int = 1) -> None:  # pragma: no cover - abstract

@@ -97,34 +97,45 @@ def a_update_operators(W_next: np.ndarray, beta_next: float, gamma: float):
     return sol[:, : W.shape[0]], sol[:, W.shape[0]:]
 
 
-def spd_solve(K: np.ndarray, R: np.ndarray, shift: float, rows: bool) -> bool:
-    """Solve with a symmetric positive definite K in place: R <- R K^-1 (``rows``: one right-hand side
-    per row of R) or R <- K^-1 R (one per column).  Returns False, R undefined, if K is not
-    numerically positive definite.
+def spd_factor(K: np.ndarray, shift: float):
+    """The Cholesky factor of a symmetric positive definite K for :func:`spd_solve_factored`, or None
+    if K is not numerically positive definite.
 
-    K (n x n) and R are C-contiguous arrays of one dtype; K must be fully stored (both triangles) and
-    is overwritten by its Cholesky factor.  ``shift`` is the smallest eigenvalue K is known to have
-    (its diagonal shift): with trace(K) it bounds the condition number, and a float32 system above
-    FLOAT32_COND_LIMIT is solved in float64.  No copy is made otherwise: LAPACK works on the
-    transposed (Fortran-ordered) views of K and R.
+    K (n x n, C-contiguous, the upper triangle read) is overwritten by the factor.  ``shift`` is the
+    smallest eigenvalue K is known to have (its diagonal shift): with trace(K) it bounds the condition
+    number, and a float32 K above FLOAT32_COND_LIMIT is factored in float64 (a copy) instead.  LAPACK
+    works on K's transposed (Fortran-ordered) view, so no copy is made otherwise.
     """
     if K.dtype == np.float32 and float(np.trace(K)) > FLOAT32_COND_LIMIT * shift:
-        K64, R64 = K.astype(np.float64), R.astype(np.float64)
-        ok = spd_solve(K64, R64, shift, rows)
-        R[...] = R64
-        return ok
-    potrf, potrs, trsm = _CHOLESKY[K.dtype]
-    L, info = potrf(K.T, lower=1, overwrite_a=1, clean=0)
-    if info != 0:
-        return False
+        K = K.astype(np.float64)
+    L, info = _CHOLESKY[K.dtype][0](K.T, lower=1, overwrite_a=1, clean=0)
+    return L if info == 0 else None
+
+
+def spd_solve_factored(L: np.ndarray, R: np.ndarray, rows: bool) -> bool:
+    """R <- R K^-1 (``rows``: one right-hand side per row of R) or R <- K^-1 R (one per column), in
+    place, for K's factor L from :func:`spd_factor`; R is C-contiguous (solved in L's dtype, a float64
+    factor of a float32 R through a copy).  Returns False, R undefined, if LAPACK reports a failure."""
+    _, potrs, trsm = _CHOLESKY[L.dtype]
+    work = R if R.dtype == L.dtype else R.astype(L.dtype)
+    info = 0
     if rows:  # K^-1 R^T, R^T being R's Fortran view
-        out, info = potrs(L, R.T, lower=1, overwrite_b=1)
+        out, info = potrs(L, work.T, lower=1, overwrite_b=1)
     else:  # R^T K^-1 = R^T L^-T L^-1 on R^T, by two triangular solves from the right
-        out = trsm(1.0, L, R.T, side=1, lower=1, trans_a=1, overwrite_b=1)
+        out = trsm(1.0, L, work.T, side=1, lower=1, trans_a=1, overwrite_b=1)
         out = trsm(1.0, L, out, side=1, lower=1, trans_a=0, overwrite_b=1)
-    if not np.shares_memory(out, R):  # never expected for C-contiguous R; keep it correct anyway
+    if not np.shares_memory(out, R):  # a float64 solve of float32 R (in place otherwise)
         R[...] = out.T
     return info == 0
+
+
+def spd_solve(K: np.ndarray, R: np.ndarray, shift: float, rows: bool) -> bool:
+    """Solve with a symmetric positive definite K in place: R <- R K^-1 (``rows``) or R <- K^-1 R,
+    K overwritten by its factor (:func:`spd_factor`, whose ``shift`` it takes), R by the solution
+    (:func:`spd_solve_factored`).  Returns False, R undefined, if K is not numerically positive
+    definite."""
+    L = spd_factor(K, shift)
+    return L is not None and spd_solve_factored(L, R, rows)
 
 
 def gemm_accumulate(out: np.ndarray, Z: np.ndarray, Pt: np.ndarray) -> None:

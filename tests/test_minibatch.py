@@ -847,3 +847,34 @@ def test_a_batch_smaller_than_prox_batch_is_damped_as_if_it_had_prox_batch_rows(
     assert MINI_BATCH_ONE_OUTPUT["prox_batch"] == MINI_BATCH_ONE_OUTPUT["batch_size"] == 64
     with pytest.raises(ValueError, match="prox_batch"):
         ADMMSettings(prox_batch=0)
+
+
+@pytest.mark.parametrize("h", [1, 3])  # h = 1: a rank holds none of W's rows and still factors K
+@pytest.mark.parametrize("B", [6, 20])  # push-through (B < 11) and normal equations
+def test_shared_w_update_over_thread_ranks_equals_the_one_process_step(h, B):
+    from test_comm import on_ranks
+
+    from fastadmm.minibatch.shared import SharedWUpdate
+
+    rng = np.random.default_rng(4)
+    m, prox, shrink = 10, 0.4, 0.9
+    A, R = rng.uniform(0, 1, (B, m)), rng.normal(size=(B, h))
+    W0 = rng.normal(size=(h, m + 1))
+    ref = W0.copy()
+    M = A @ W0[:, :-1].T + W0[:, -1]
+    Z = R + shrink * M  # so that Z - s W_prev [A 1] = R
+    mb_updates.NumpyUpdates(np.dtype("float64"), 64 * 64, 64 * 64).w_update(1, A, Z, None, np.empty((B, h)), ref,
+                                                                               prox, shrink)
+    split = [0, B // 3, B]  # uneven shards of the batch's rows
+    counts = np.diff(split)
+
+    def rank_step(comm):
+        W = W0.copy()
+        rows = slice(split[comm.rank], split[comm.rank + 1])
+        SharedWUpdate(comm, np.dtype("float64"), B, [m, h]).w_update(1, A[rows], R[rows].copy(), W, prox, shrink,
+                                                                      counts)
+        return W
+
+    for kind, W in on_ranks(2, rank_step):
+        assert kind == "ok", W
+        np.testing.assert_allclose(W, ref, rtol=1e-10, atol=1e-12)

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import _linalg
 from .updates import _check_finite
-from .shared import row_blocks
+from .shared import assemble_rows, gather_rows, push_through_factor, row_blocks
 
 
 class FirstLayer:
@@ -43,10 +43,9 @@ class FirstLayer:
         self.R_all = np.empty((largest * h,), dtype) if shared else None  # the gathered residuals
         self.send = np.empty((max(largest * max(m, h), h * (m + 1)),), dtype) if shared else None
         self.K = np.empty((largest * largest,), dtype)
-        self.Ytot = np.empty((largest * h,), dtype)
-        self.R = None  # this rank's residuals (B_k x h), set per update
+        self.Ytot_buffer = np.empty((largest * h,), dtype)
         self.pending = False  # whether W_1 has updates of the current batch not yet formed
-        self.A = self.factor = self.counts = None
+        self.A = self.factor = self.Ytot = None  # the batch's inputs, K's factor, sum_j s^(S-j) Y_j
         self.shift = self.scale = 0.0
         self.rows = slice(0, 0)  # this rank's rows within the batch's gathered rows
 
@@ -58,49 +57,18 @@ class FirstLayer:
     # -- the batch's system ------------------------------------------------------------------------
     def _begin(self, layer, A, prox, counts):
         """Gather the batch's rows (over MPI), build K and factor it."""
-        B = A.shape[0] if counts is None else int(counts.sum())
-        m = self.m
         if counts is None:
-            self.A = A
-            self.rows = slice(0, B)
+            self.A, self.rows = A, slice(0, A.shape[0])
         else:
-            send = self.send[: A.shape[0] * m]
-            send.reshape(A.shape)[...] = A
-            self.A = self.comm.allgatherv(send, self.A_all, counts * m).reshape(B, m)
+            self.A = gather_rows(self.comm, [A], self.send, self.A_all, counts)
             start = int(counts[: self.rank].sum())
             self.rows = slice(start, start + A.shape[0])
-        self.counts = counts
-        K = np.matmul(self.A, self.A.T, out=self.K[: B * B].reshape(B, B))
-        n = m + 1
-        mean_diag = (float(np.trace(K)) + B) / n  # mean diagonal of [a; 1][a; 1]^T
-        if not np.isfinite(mean_diag):
-            raise _linalg.NonFiniteError(f"layer {layer}: the batch's activations or targets hold NaN or infinity")
-        self.shift = shift = prox * mean_diag + 1e-12
-        K += 1.0
-        K.flat[:: B + 1] += shift
-        # A float32 system beyond FLOAT32_COND_LIMIT is factored and solved in float64 (as _linalg.spd_solve).
-        if K.dtype == np.float32 and float(np.trace(K)) > _linalg.FLOAT32_COND_LIMIT * shift:
-            K = K.astype(np.float64)
-        potrf = _linalg._CHOLESKY[K.dtype][0]
-        factor, info = potrf(K.T, lower=1, overwrite_a=1, clean=0)
-        if info != 0:
-            raise _linalg.NonFiniteError(f"layer {layer}: the W-update's system is not positive definite")
-        self.factor = factor
-        self.Ytot_view = self.Ytot[: B * self.h].reshape(B, self.h)
-        self.Ytot_view[...] = 0.0
+        B = self.A.shape[0]
+        self.factor, self.shift = push_through_factor(layer, self.A, prox, self.K)
+        self.Ytot = self.Ytot_buffer[: B * self.h].reshape(B, self.h)
+        self.Ytot[...] = 0.0
         self.scale = 1.0  # s^S of the updates so far
         self.pending = True
-
-    def _solve(self, R):
-        """R <- K^-1 R in place (R: B x h, C-contiguous; one right-hand side per column)."""
-        L = self.factor
-        trsm = _linalg._CHOLESKY[L.dtype][2]
-        work = R if R.dtype == L.dtype else R.astype(L.dtype)
-        out = trsm(1.0, L, work.T, side=1, lower=1, trans_a=1, overwrite_b=1)
-        out = trsm(1.0, L, out, side=1, lower=1, trans_a=0, overwrite_b=1)
-        if not np.shares_memory(out, R):
-            R[...] = out.T
-        return R
 
     # -- one W_1-update ----------------------------------------------------------------------------
     def update(self, layer, A, Z, M, R, prox, shrink, counts):
@@ -111,16 +79,11 @@ class FirstLayer:
             self._begin(layer, A, prox, counts)
         np.multiply(M, shrink, out=R)
         np.subtract(Z, R, out=R)  # z_1 - s W_1 a_0
-        if counts is None:
-            Y = R
-        else:
-            send = self.send[: R.size]
-            send.reshape(R.shape)[...] = R
-            Y = self.comm.allgatherv(send, self.R_all, counts * self.h).reshape(-1, self.h)
+        Y = R if counts is None else gather_rows(self.comm, [R], self.send, self.R_all, counts)
         _check_finite(layer, 0.0, Y)
-        self._solve(Y)
-        self.Ytot_view *= shrink
-        self.Ytot_view += Y
+        _linalg.spd_solve_factored(self.factor, Y, rows=False)
+        self.Ytot *= shrink
+        self.Ytot += Y
         self.scale *= shrink
         # M <- Z - p Y (this rank's rows of Y)
         np.multiply(Y[self.rows], -self.shift, out=M)
@@ -131,12 +94,9 @@ class FirstLayer:
         if not self.pending:
             return
         self.pending = False
-        Ytot, A = self.Ytot_view, self.A
-        if self.size == 1:
-            lo, hi = 0, self.h
-        else:
-            bounds = row_blocks(self.h, self.size)
-            lo, hi = int(bounds[self.rank]), int(bounds[self.rank + 1])
+        Ytot, A = self.Ytot, self.A
+        bounds = row_blocks(self.h, self.size)
+        lo, hi = int(bounds[self.rank]), int(bounds[self.rank + 1])
         if hi > lo:
             Wk = W[lo:hi]
             if self.scale != 1.0:
@@ -144,8 +104,5 @@ class FirstLayer:
             Wk[:, :-1] += Ytot[:, lo:hi].T @ A
             Wk[:, -1] += Ytot[:, lo:hi].sum(axis=0)
         if self.size > 1:
-            n = self.m + 1
-            out = self.send[: (hi - lo) * n]
-            out[...] = W[lo:hi].reshape(-1)
-            self.comm.allgatherv(out, W.reshape(-1), np.diff(bounds) * n)
+            assemble_rows(self.comm, W, bounds, self.send)
         self.A = None

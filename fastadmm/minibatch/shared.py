@@ -40,6 +40,46 @@ def row_blocks(h: int, size: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum([base + (r < extra) for r in range(size)])]).astype(np.intp)
 
 
+def gather_rows(comm, parts, send, recv, counts) -> np.ndarray:
+    """Every rank's rows of the column blocks `parts` (arrays of this rank's B_k rows), side by side
+    and in rank order: a (B, sum of widths) view of `recv`, through the scratch `send`."""
+    width = sum(p.shape[1] for p in parts)
+    mine = send[: parts[0].shape[0] * width].reshape(-1, width)
+    start = 0
+    for p in parts:
+        mine[:, start : start + p.shape[1]] = p
+        start += p.shape[1]
+    return comm.allgatherv(mine.reshape(-1), recv, counts * width).reshape(-1, width)
+
+
+def assemble_rows(comm, W, bounds, send) -> None:
+    """W <- every rank's block of W's rows (``row_blocks`` bounds), on every rank, through `send`."""
+    n = W.shape[1]
+    lo, hi = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
+    out = send[: (hi - lo) * n]
+    out[...] = W[lo:hi].reshape(-1)
+    comm.allgatherv(out, W.reshape(-1), np.diff(bounds) * n)
+
+
+def push_through_factor(layer, A, prox, square):
+    """The push-through system of the batch's rows A (B x m), K = A A^T + 1 1^T + p I with p = prox
+    times the mean diagonal of [A 1]^T [A 1] (+ 1e-12), built in `square` and factored
+    (``_linalg.spd_factor``); returns (factor, p).  NonFiniteError for NaN or infinity in A, or a K
+    that is not positive definite; over MPI every rank builds the same K, so all raise together."""
+    B, n = A.shape[0], A.shape[1] + 1
+    K = np.matmul(A, A.T, out=square[: B * B].reshape(B, B))
+    mean_diag = (float(np.trace(K)) + B) / n  # mean diagonal of [a; 1][a; 1]^T
+    if not np.isfinite(mean_diag):
+        raise _linalg.NonFiniteError(f"layer {layer}: the batch's activations hold NaN or infinity")
+    shift = prox * mean_diag + 1e-12
+    K += 1.0
+    K.flat[:: B + 1] += shift
+    factor = _linalg.spd_factor(K, shift)
+    if factor is None:
+        raise _linalg.NonFiniteError(f"layer {layer}: the W-update's system is not positive definite")
+    return factor, shift
+
+
 class SharedWUpdate:
     """The W-updates of one fit over `comm`; buffers for a global batch of up to `largest` rows and
     layers of the given `widths` (inputs without the bias, then each layer's outputs), in `dtype`,
@@ -68,36 +108,21 @@ class SharedWUpdate:
             self._normal_equations(layer, A, R, W, prox, shrink)
 
     def _push_through(self, layer, A, R, W, prox, shrink, counts, B):
-        Bk, m, h = A.shape[0], A.shape[1], W.shape[0]
-        n, width = m + 1, m + h
-        mine = self.send[: Bk * width].reshape(Bk, width)
-        mine[:, :m] = A
-        mine[:, m:] = R
-        block = self.comm.allgatherv(mine.reshape(-1), self.recv, counts * width).reshape(B, width)
+        m, h = A.shape[1], W.shape[0]
+        block = gather_rows(self.comm, [A, R], self.send, self.recv, counts)
         Ag, Rg = block[:, :m], block[:, m:]
-        K = np.matmul(Ag, Ag.T, out=self.square[: B * B].reshape(B, B))
-        mean_diag = (float(np.trace(K)) + B) / n  # mean diagonal of [a; 1][a; 1]^T
-        _check_finite(layer, mean_diag, Rg)
-        shift = prox * mean_diag + 1e-12
-        K += 1.0
-        K.flat[:: B + 1] += shift
+        _check_finite(layer, 0.0, Rg)
+        factor, _ = push_through_factor(layer, Ag, prox, self.square)  # on every rank, also without rows of W
         bounds = row_blocks(h, self.size)
         lo, hi = int(bounds[self.rank]), int(bounds[self.rank + 1])
-        ok = True
         if hi > lo:
             Y = np.ascontiguousarray(Rg[:, lo:hi])
-            ok = _linalg.spd_solve(K, Y, shift, rows=False)
-            if ok:
-                Wk = W[lo:hi]
-                Wk *= shrink
-                Wk[:, :-1] += Y.T @ Ag
-                Wk[:, -1] += Y.sum(axis=0)
-        # Every rank factors the same K: a failure is the same on every rank (no rank left waiting).
-        if not ok:
-            raise _linalg.NonFiniteError(f"layer {layer}: the W-update's system is not positive definite")
-        out = self.send[: (hi - lo) * n]
-        out[...] = W[lo:hi].reshape(-1)
-        self.comm.allgatherv(out, W.reshape(-1), np.diff(bounds) * n)
+            _linalg.spd_solve_factored(factor, Y, rows=False)
+            Wk = W[lo:hi]
+            Wk *= shrink
+            Wk[:, :-1] += Y.T @ Ag
+            Wk[:, -1] += Y.sum(axis=0)
+        assemble_rows(self.comm, W, bounds, self.send)
 
     def _normal_equations(self, layer, A, R, W, prox, shrink):
         m, h = A.shape[1], W.shape[0]

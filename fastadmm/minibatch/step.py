@@ -312,10 +312,8 @@ class MiniBatchADMM:
         M = self.M[l][:B] if self.m_valid[l] else None  # W_prev a_{l-1}, when still current
         n_rows = B if self.counts is None else int(self.counts.sum())  # of the (global) batch
         if l == 1 and self.first is not None and FirstLayer.applies(n_rows, Wp.shape[1]):
-            if M is None:  # only after a W_1-update of another kind in this batch (never with the defaults)
-                self.first.finish(Wp)
-                M = self._linear(1, B, self.M[1][:B]) if B else self.M[1][:B]
-            # M[1] becomes W_1's product after the update; W_1 itself is formed when the batch ends
+            # M[1] is W_1's current product (the batch's forward pass made it, each such update keeps
+            # it) and becomes the product after the update; W_1 itself is formed when the batch ends
             self.first.update(1, A, Z, self.M[1][:B], R, self._prox[1], self._shrink[1], self.counts)
             self.m_valid[1] = True
             return
