@@ -850,31 +850,73 @@ def test_a_batch_smaller_than_prox_batch_is_damped_as_if_it_had_prox_batch_rows(
 
 
 @pytest.mark.parametrize("h", [1, 3])  # h = 1: a rank holds none of W's rows and still factors K
-@pytest.mark.parametrize("B", [6, 20])  # push-through (B < 11) and normal equations
-def test_shared_w_update_over_thread_ranks_equals_the_one_process_step(h, B):
+@pytest.mark.parametrize("form", ["whole", "rows", "normal"])
+def test_shared_w_update_over_thread_ranks_equals_the_one_process_step(h, form, monkeypatch):
     from test_comm import on_ranks
 
+    from fastadmm.minibatch import shared
     from fastadmm.minibatch.shared import SharedWUpdate
 
-    rng = np.random.default_rng(4)
     m, prox, shrink = 10, 0.4, 0.9
-    A, R = rng.uniform(0, 1, (B, m)), rng.normal(size=(B, h))
+    B = 20 if form == "normal" else 6  # normal equations (B >= 11) or push-through
+    if form == "rows":  # a layer too large to take whole: each rank forms its block of W's rows
+        monkeypatch.setattr(shared, "WHOLE_MACS", 0)
+    assert shared.whole(B, m, h) == (form == "whole")
+    rng = np.random.default_rng(4)
+    A, Z = rng.uniform(0, 1, (B, m)), rng.normal(size=(B, h))
     W0 = rng.normal(size=(h, m + 1))
+    upd = mb_updates.NumpyUpdates(np.dtype("float64"), 64 * 64, 64 * 64)
     ref = W0.copy()
-    M = A @ W0[:, :-1].T + W0[:, -1]
-    Z = R + shrink * M  # so that Z - s W_prev [A 1] = R
-    mb_updates.NumpyUpdates(np.dtype("float64"), 64 * 64, 64 * 64).w_update(1, A, Z, None, np.empty((B, h)), ref,
-                                                                               prox, shrink)
+    upd.w_update(1, A, Z, None, np.empty((B, h)), ref, prox, shrink)
     split = [0, B // 3, B]  # uneven shards of the batch's rows
     counts = np.diff(split)
 
     def rank_step(comm):
         W = W0.copy()
         rows = slice(split[comm.rank], split[comm.rank + 1])
-        SharedWUpdate(comm, np.dtype("float64"), B, [m, h]).w_update(1, A[rows], R[rows].copy(), W, prox, shrink,
-                                                                      counts)
+        M = A[rows] @ W0[:, :-1].T + W0[:, -1] if comm.rank else None  # the product given, or formed
+        mine = mb_updates.NumpyUpdates(np.dtype("float64"), 64 * 64, 64 * 64)
+        SharedWUpdate(comm, np.dtype("float64"), B, [m, h], mine).w_update(
+            1, A[rows], Z[rows], M, np.empty((counts[comm.rank], h)), W, prox, shrink, counts)
         return W
 
     for kind, W in on_ranks(2, rank_step):
         assert kind == "ok", W
         np.testing.assert_allclose(W, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("split", [[0, 7, 20], [0, 0, 9, 20], [0, 5, 5, 20]])  # a rank may hold no rows
+def test_first_layer_over_thread_ranks_equals_one_process(split):
+    from test_comm import on_ranks
+
+    from fastadmm import _comm
+    from fastadmm.minibatch.first_layer import FirstLayer
+
+    rng = np.random.default_rng(5)
+    B, m, h, prox, shrink = 20, 30, 7, 0.3, 0.9
+    A = rng.uniform(0, 1, (B, m))
+    W0 = rng.normal(0, 0.3, (h, m + 1))
+    targets = [rng.normal(0, 1, (B, h)) for _ in range(3)]
+
+    def run(comm, rows):
+        first = FirstLayer(comm, np.float64, B, m, h)
+        n = rows.stop - rows.start
+        M = A[rows] @ W0[:, :-1].T + W0[:, -1]
+        R = np.empty((n, h))
+        products = []
+        for Z in targets:
+            first.update(1, A[rows], Z[rows], M, R, prox, shrink, None if comm.size == 1 else counts)
+            products.append(M.copy())
+        W = W0.copy()
+        first.finish(W)
+        return products, W
+
+    counts = np.diff(split)
+    ref_products, ref_W = run(_comm.SingleProcess(), slice(0, B))
+    outcomes = on_ranks(len(counts), lambda comm: run(comm, slice(split[comm.rank], split[comm.rank + 1])))
+    for rank, (kind, value) in enumerate(outcomes):
+        assert kind == "ok", value
+        products, W = value
+        np.testing.assert_allclose(W, ref_W, rtol=1e-10, atol=1e-12)
+        for M, ref in zip(products, ref_products):
+            np.testing.assert_allclose(M, ref[split[rank] : split[rank + 1]], rtol=1e-10, atol=1e-12)

@@ -16,8 +16,10 @@ So a batch of S sweeps factors K once and multiplies by W_1's n columns twice (t
 ``updates.NumpyUpdates.w_update`` takes, up to rounding.
 
 Over MPI each rank holds its rows of the batch: the ranks all-gather A once per batch and R once per
-update (every rank then holds K, Y and Ytot of the whole batch), each rank forms its block of W_1's
-rows in ``finish`` and a last all-gather assembles W_1 on every rank.
+update, so that every rank holds K and R of the whole batch and decides the same on their checks.
+Each rank solves only its block of Y's columns (W_1's rows that it forms in ``finish``), keeps that
+block of Ytot, and sends every other rank that rank's rows of the block (one all-to-all), which is
+what the update of M on its rows needs; a last all-gather assembles W_1 on every rank.
 """
 
 from __future__ import annotations
@@ -38,14 +40,21 @@ class FirstLayer:
         self.comm, self.rank, self.size = comm, comm.rank, comm.size
         self.dtype = np.dtype(dtype)
         self.m, self.h = m, h
+        # the block of Y's columns (W_1's rows) this rank solves and forms: all of them in one process
+        self.bounds = row_blocks(h, self.size)
+        self.lo, self.hi = int(self.bounds[self.rank]), int(self.bounds[self.rank + 1])
+        self.widths = np.diff(self.bounds)
         shared = comm.size > 1
+        block = largest * (self.hi - self.lo)
         self.A_all = np.empty((largest * m,), dtype) if shared else None  # the batch's gathered rows
         self.R_all = np.empty((largest * h,), dtype) if shared else None  # the gathered residuals
         self.send = np.empty((max(largest * max(m, h), h * (m + 1)),), dtype) if shared else None
+        self.Y_block = np.empty((block,), dtype) if shared else None  # this rank's columns of Y
+        self.Y_rows = np.empty((largest * h,), dtype) if shared else None  # its rows of every rank's block
         self.K = np.empty((largest * largest,), dtype)
-        self.Ytot_buffer = np.empty((largest * h,), dtype)
+        self.Ytot_buffer = np.empty((block,), dtype)
         self.pending = False  # whether W_1 has updates of the current batch not yet formed
-        self.A = self.factor = self.Ytot = None  # the batch's inputs, K's factor, sum_j s^(S-j) Y_j
+        self.A = self.factor = self.Ytot = None  # the batch's inputs, K's factor, sum_j s^(S-j) Y_j (own columns)
         self.shift = self.scale = 0.0
         self.rows = slice(0, 0)  # this rank's rows within the batch's gathered rows
 
@@ -65,7 +74,7 @@ class FirstLayer:
             self.rows = slice(start, start + A.shape[0])
         B = self.A.shape[0]
         self.factor, self.shift = push_through_factor(layer, self.A, prox, self.K)
-        self.Ytot = self.Ytot_buffer[: B * self.h].reshape(B, self.h)
+        self.Ytot = self.Ytot_buffer[: B * (self.hi - self.lo)].reshape(B, self.hi - self.lo)
         self.Ytot[...] = 0.0
         self.scale = 1.0  # s^S of the updates so far
         self.pending = True
@@ -79,15 +88,33 @@ class FirstLayer:
             self._begin(layer, A, prox, counts)
         np.multiply(M, shrink, out=R)
         np.subtract(Z, R, out=R)  # z_1 - s W_1 a_0
-        Y = R if counts is None else gather_rows(self.comm, [R], self.send, self.R_all, counts)
-        _check_finite(layer, 0.0, Y)
-        _linalg.spd_solve_factored(self.factor, Y, rows=False)
+        if counts is None:
+            Y = R
+            _check_finite(layer, 0.0, Y)
+            _linalg.spd_solve_factored(self.factor, Y, rows=False)
+        else:
+            Rg = gather_rows(self.comm, [R], self.send, self.R_all, counts)
+            _check_finite(layer, 0.0, Rg)  # on the whole batch: every rank decides the same
+            B = Rg.shape[0]
+            Y = self.Y_block[: B * (self.hi - self.lo)].reshape(B, -1)
+            Y[...] = Rg[:, self.lo : self.hi]
+            _linalg.spd_solve_factored(self.factor, Y, rows=False)
         self.Ytot *= shrink
         self.Ytot += Y
         self.scale *= shrink
-        # M <- Z - p Y (this rank's rows of Y)
-        np.multiply(Y[self.rows], -self.shift, out=M)
-        M += Z
+        # M <- Z - p Y on this rank's rows
+        if counts is None:
+            np.multiply(Y, -self.shift, out=M)
+            M += Z
+            return
+        own = A.shape[0]
+        mine = self.comm.alltoallv(Y.reshape(-1), counts * Y.shape[1], self.Y_rows, own * self.widths)
+        start = 0
+        for lo, hi in zip(self.bounds[:-1], self.bounds[1:]):
+            part = mine[start : start + own * (hi - lo)].reshape(own, hi - lo)
+            np.multiply(part, -self.shift, out=M[:, lo:hi])
+            M[:, lo:hi] += Z[:, lo:hi]
+            start += own * (hi - lo)
 
     def finish(self, W):
         """W_1 <- s^S W_1 + Ytot^T [A 1], the batch's updates formed (W: h x (m + 1), every rank)."""
@@ -95,14 +122,12 @@ class FirstLayer:
             return
         self.pending = False
         Ytot, A = self.Ytot, self.A
-        bounds = row_blocks(self.h, self.size)
-        lo, hi = int(bounds[self.rank]), int(bounds[self.rank + 1])
-        if hi > lo:
-            Wk = W[lo:hi]
+        if self.hi > self.lo:
+            Wk = W[self.lo : self.hi]
             if self.scale != 1.0:
                 Wk *= self.scale
-            Wk[:, :-1] += Ytot[:, lo:hi].T @ A
-            Wk[:, -1] += Ytot[:, lo:hi].sum(axis=0)
+            Wk[:, :-1] += Ytot.T @ A
+            Wk[:, -1] += Ytot.sum(axis=0)
         if self.size > 1:
-            assemble_rows(self.comm, W, bounds, self.send)
+            assemble_rows(self.comm, W, self.bounds, self.send)
         self.A = None

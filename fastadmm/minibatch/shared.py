@@ -2,21 +2,25 @@
 mini-batches): every rank ends with the W of one process's step on the whole global batch.
 
 Each rank holds its rows of the batch (``schedule``: its share of every global batch) with their
-inputs A = a_{l-1} (B_k x m) and residuals R = z_l - s W_prev [a_{l-1}; 1] (B_k x h).  The two forms
-are the ones one process chooses by the global batch B against the layer's input width n = m + 1
+inputs A = a_{l-1} (B_k x m) and targets Z = z_l (B_k x h).  The forms are the ones one process
+chooses by the global batch B against the layer's input width n = m + 1
 (``updates.NumpyUpdates.w_update``):
 
-* B < n, the push-through form: the ranks all-gather their rows of [A | R], so that every rank
-  holds the batch's B x (m + h) block.  Each builds K = A A^T + 1 1^T + p I (B x B), solves
-  Y = K^-1 R for its share of W's rows (a contiguous block of output units) and updates those rows,
-  W_j <- s W_j + Y_j^T [A 1]; a second all-gather assembles W on every rank.  The batch's rows arrive
-  in rank order, a permutation of one process's: K and Y are permuted alike, so the step is the same
-  up to rounding, and W is the same on every rank (each row computed once).
+* B < n, the push-through form, for a small layer (B h (B + 2 n) <= ``WHOLE_MACS``, e.g. an output
+  layer of a few units): the ranks all-gather their rows of [A | Z] and every rank takes the
+  one-process step (the backend's ``w_update``) on the whole batch.  Repeating it costs each rank
+  less than the collective that splitting it would add.
+* B < n for a larger layer: each rank forms its residuals R = Z - s W_prev [A 1], the ranks
+  all-gather [A | R], every rank builds K = A A^T + 1 1^T + p I (B x B), solves Y = K^-1 R for its
+  share of W's rows (a contiguous block of output units) and updates those rows,
+  W_j <- s W_j + Y_j^T [A 1]; a second all-gather assembles W on every rank.
 * B >= n, the normal equations: each rank sums [A 1]^T [A 1] and [A 1]^T R over its rows, one
   all-reduce of both (packed), and every rank solves the same n x n system.
 
-Entries received per W-update and rank: B (m + h) + h n gathered, or n (n + h) reduced
-(:func:`message_entries`).  The a- and z-updates and the forward pass stay on each rank's rows.
+The batch's rows arrive in rank order, a permutation of one process's: K and Y are permuted alike,
+so the step is the same up to rounding.  W is the same on every rank: each row is computed once, or
+by every rank from the same numbers with the same code.  Entries received per W-update and rank:
+:func:`message_entries`.  The a- and z-updates and the forward pass stay on each rank's rows.
 """
 
 from __future__ import annotations
@@ -27,10 +31,24 @@ from .. import _linalg
 from .updates import _check_finite
 
 
+# The most multiply-adds a rank repeats to take a push-through W-update whole (its residuals, solve
+# and product: B h (B + 2 n)) rather than forming its block of W's rows and all-gathering W: about
+# 4 million, tens of microseconds on one core, the time of one collective on a node.
+WHOLE_MACS = 1 << 22
+
+
+def whole(B: int, m: int, h: int) -> bool:
+    """Whether every rank takes the push-through W-update of a layer with m inputs and h outputs on a
+    global batch of B rows whole (module docstring)."""
+    return B < m + 1 and B * h * (B + 2 * (m + 1)) <= WHOLE_MACS
+
+
 def message_entries(B: int, m: int, h: int) -> int:
     """Entries one rank receives in the W-update of a layer with m inputs (without the bias) and h
     outputs on a global batch of B rows."""
     n = m + 1
+    if whole(B, m, h):
+        return B * (m + h)
     return B * (m + h) + h * n if B < n else n * (n + h)
 
 
@@ -83,10 +101,12 @@ def push_through_factor(layer, A, prox, square):
 class SharedWUpdate:
     """The W-updates of one fit over `comm`; buffers for a global batch of up to `largest` rows and
     layers of the given `widths` (inputs without the bias, then each layer's outputs), in `dtype`,
-    allocated once."""
+    allocated once; `updates`: the fit's backend (``updates.get``), whose ``w_update`` takes a
+    small layer's step whole and whose ``linear`` forms W_prev [A 1]."""
 
-    def __init__(self, comm, dtype, largest, widths):
+    def __init__(self, comm, dtype, largest, widths, updates):
         self.comm = comm
+        self.updates = updates
         self.rank, self.size = comm.rank, comm.size
         pairs = [(widths[l - 1], widths[l]) for l in range(1, len(widths))]
         block = max([largest * (m + h) for m, h in pairs if largest < m + 1] or [0])
@@ -95,17 +115,40 @@ class SharedWUpdate:
         self.send = np.empty(max(block, max(h * (m + 1) for m, h in pairs)), dtype)
         self.recv = np.empty(max(block, summed), dtype)
         self.square = np.empty(square, dtype)
+        # a whole update's batch, contiguous: its inputs, targets and residuals
+        taken = [(m, h) for m, h in pairs if whole(largest, m, h)]
+        self.A_whole = np.empty(max([largest * m for m, h in taken] or [0]), dtype)
+        self.Z_whole = np.empty(max([largest * h for m, h in taken] or [0]), dtype)
+        self.R_whole = np.empty_like(self.Z_whole)
 
-    def w_update(self, layer, A, R, W, prox, shrink, counts):
+    def w_update(self, layer, A, Z, M, R, W, prox, shrink, counts):
         """W <- s W + the proximal step of the global batch, in place on every rank (s = shrink).
-        A (B_k, m), R (B_k, h): this rank's rows (R is overwritten); `counts`: every rank's rows of
-        this batch, in rank order."""
+        A (B_k, m), Z (B_k, h): this rank's rows of the layer's inputs and targets; M: W_prev [A 1]
+        on them if current, else None; R (B_k, h): scratch; `counts`: every rank's rows of this
+        batch, in rank order."""
         B = int(counts.sum())
         m, h = A.shape[1], W.shape[0]
+        if whole(B, m, h):
+            self._whole(layer, A, Z, W, prox, shrink, counts, B)
+            return
+        if A.shape[0]:  # the residuals z_l - s W_prev [a_{l-1}; 1]
+            if M is None:
+                M = self.updates.linear(A, W, R)
+            np.multiply(M, shrink, out=R)
+            np.subtract(Z, R, out=R)
         if B < m + 1:
             self._push_through(layer, A, R, W, prox, shrink, counts, B)
         else:
             self._normal_equations(layer, A, R, W, prox, shrink)
+
+    def _whole(self, layer, A, Z, W, prox, shrink, counts, B):
+        m, h = A.shape[1], W.shape[0]
+        block = gather_rows(self.comm, [A, Z], self.send, self.recv, counts)
+        Ag = self.A_whole[: B * m].reshape(B, m)
+        Zg = self.Z_whole[: B * h].reshape(B, h)
+        Ag[...] = block[:, :m]
+        Zg[...] = block[:, m:]
+        self.updates.w_update(layer, Ag, Zg, None, self.R_whole[: B * h].reshape(B, h), W, prox, shrink)
 
     def _push_through(self, layer, A, R, W, prox, shrink, counts, B):
         m, h = A.shape[1], W.shape[0]

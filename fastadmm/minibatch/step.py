@@ -77,7 +77,7 @@ class MiniBatchADMM:
         square = max([min(B, w + 1) for w in widths[:L]] + widths[2:])  # B x B, n x n, or an a-update's
         product = max(max(widths[l] * (widths[l - 1] + 1), B * widths[l]) for l in range(1, L + 1))
         self.updates = updates.get(compiled, dt, square * square, product)
-        self.shared = SharedWUpdate(comm, dt, B, widths) if comm.size > 1 else None
+        self.shared = SharedWUpdate(comm, dt, B, widths, self.updates) if comm.size > 1 else None
         # Layer 1's updates of a batch formed once per batch (first_layer), in the push-through form.
         self.first = FirstLayer(comm, dt, B, widths[0], widths[1]) if settings.prox_metric == "identity" else None
         # The class index of each training row (from its 0/1 targets), and the running metrics of the
@@ -334,14 +334,8 @@ class MiniBatchADMM:
             prox = self.s.output_prox if l == self.L else self.s.prox * self.prox_scale
             self.W[l] = updates.solve_gram(G, rhs, Wp, self.S[l], prox, self.s.weight_decay, B)
             return
-        if self.shared is not None:  # the global batch's step, from this rank's residuals
-            s = self._shrink[l]
-            if B and M is None:
-                M = self._linear(l, B, R)
-            if B:
-                np.multiply(M, s, out=R)
-                np.subtract(Z, R, out=R)  # z_l - s W_prev a_{l-1}
-            self.shared.w_update(l, A, R, Wp, self._prox[l], s, self.counts)
+        if self.shared is not None:  # the global batch's step, from this rank's rows
+            self.shared.w_update(l, A, Z, M, R, Wp, self._prox[l], self._shrink[l], self.counts)
             return
         # The ridge: min ||Z - W a||^2 + p ||W - W_prev||^2 + r ||W||^2 is the proximal step of weight
         # p + r anchored at W_prev p / (p + r) (exact).
