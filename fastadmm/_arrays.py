@@ -128,19 +128,30 @@ def check_y(y, n_samples, name="y", min_classes=2):
     return y_index.astype(np.intp), classes
 
 
+def index_dtype(n_classes: int) -> np.dtype:
+    """The smallest signed integer type that holds the class indices 0 .. n_classes - 1 (int8 for up
+    to 128 classes): one class index per training row is kept for the whole fit."""
+    for kind in (np.int8, np.int16, np.int32):
+        if n_classes - 1 <= np.iinfo(kind).max:
+            return np.dtype(kind)
+    return np.dtype(np.intp)
+
+
 def class_index(y: np.ndarray):
-    """(classes, y_index) as ``np.unique(y, return_inverse=True)``.  Integer labels over a range not
-    much wider than the number of rows are counted and looked up instead: no sorted copy of y and no
-    argsort of it (their temporaries are several times y's size for a large y of small integers)."""
+    """(classes, y_index) as ``np.unique(y, return_inverse=True)``, the indices in ``index_dtype``.
+    Integer labels over a range not much wider than the number of rows are counted and looked up
+    instead: no sorted copy of y and no argsort of it (their temporaries are several times y's size
+    for a large y of small integers)."""
     if y.dtype.kind in "iub" and y.size:
         low, high = int(y.min()), int(y.max())
         if high - low <= max(y.size, 1024) and -(2**62) < low and high < 2**62:
             shifted = y if low == 0 and y.dtype.kind != "b" else y.astype(np.intp) - low
             present = np.bincount(shifted.ravel(), minlength=high - low + 1) > 0
             classes = (np.flatnonzero(present) + low).astype(y.dtype)
-            lookup = np.cumsum(present, dtype=np.intp) - 1
+            lookup = (np.cumsum(present, dtype=np.intp) - 1).astype(index_dtype(classes.shape[0]))
             return classes, lookup[shifted]
-    return np.unique(y, return_inverse=True)
+    classes, y_index = np.unique(y, return_inverse=True)
+    return classes, y_index.astype(index_dtype(classes.shape[0]))
 
 
 def check_Xy(X, y, dtype=None, min_samples=2, min_classes=2, *, with_scan=False):

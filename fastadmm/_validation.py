@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _losses, _memory, _settings
+from . import _arrays, _losses, _memory, _settings
 from ._arrays import check_fits, check_test, check_Xy
 # The scalar checkers live with the settings' constraints (which use them); importable from here too.
 from ._constraints import as_bool, as_int, as_real  # noqa: F401
@@ -216,7 +216,8 @@ def fingerprint(X, y_index) -> str:
     step = max(1, X.shape[0] // 64)
     h = hashlib.blake2b(digest_size=12)
     h.update(repr((X.shape, X.dtype.str)).encode())
-    h.update(np.ascontiguousarray(y_index, dtype=np.int64).tobytes())
+    for start in range(0, y_index.shape[0], 1 << 20):  # as int64, in pieces (the same digest, no N-sized copy)
+        h.update(np.ascontiguousarray(y_index[start : start + (1 << 20)], dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(X[::step]).tobytes())
     return h.hexdigest()
 
@@ -310,7 +311,7 @@ def check_admm(X, y, *, X_test, y_test, hidden, loss, max_iter, random_state, ca
         all_classes = np.unique(np.concatenate([c for c, _, _, _ in local]))
         if all_classes.shape[0] < 2:
             raise ValueError("y has a single class over all ranks; training needs samples of at least two classes")
-        y_index = np.searchsorted(all_classes, classes)[y_index]
+        y_index = np.searchsorted(all_classes, classes).astype(_arrays.index_dtype(all_classes.shape[0]))[y_index]
         classes = all_classes
         counts = [n for _, _, _, n in local]
         row_offset, n_global = int(sum(counts[: comm.rank])), int(sum(counts))

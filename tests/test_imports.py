@@ -168,3 +168,17 @@ def test_the_extras_named_in_errors_are_pyproject_s():
     declared = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
     for extra, requirements in _extras.EXTRAS.items():
         assert [req for req, _ in requirements] == declared[extra]
+
+
+def test_an_admm_fit_on_the_compiled_kernels_does_not_import_numba():
+    # Numba (~35 MB resident) comes with the gradient baseline only; the names stay reachable
+    code = (
+        "import sys, numpy as np, fastadmm; "
+        "X = np.random.default_rng(0).uniform(size=(60, 5)); y = np.arange(60) % 3; "
+        "fastadmm.train_admm(X, y, hidden=(4,), max_iter=1, tol=0, backend='cython'); "
+        "assert 'numba' not in sys.modules, 'numba was imported'; "
+        "from fastadmm import SGDSettings, train_sgd; "
+        "assert train_sgd.__module__ == 'fastadmm.sgd' and 'numba' in sys.modules; "
+        "assert {'train_sgd', 'SGDSettings', 'ADMMClassifier'} <= set(dir(fastadmm))"
+    )
+    subprocess.run([sys.executable, "-W", "ignore", "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

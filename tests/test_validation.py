@@ -188,3 +188,12 @@ def test_class_index_equals_numpy_unique():
         ref_classes, ref_index = np.unique(y, return_inverse=True)
         assert classes.dtype == ref_classes.dtype and np.array_equal(classes, ref_classes), y
         assert np.array_equal(index, ref_index), y
+        assert index.dtype == np.int8, y  # every case here has at most 128 classes
+    # the smallest type that holds every index, also for many classes (counted, and through np.unique)
+    from fastadmm._arrays import index_dtype
+
+    assert [index_dtype(k) for k in (2, 128, 129, 32768, 32769, 2**31 + 1)] == [
+        np.int8, np.int8, np.int16, np.int16, np.int32, np.intp]
+    for y in (np.arange(300) * 7, (np.arange(300) * 7).astype(str)):
+        classes, index = class_index(y)
+        assert index.dtype == np.int16 and np.array_equal(classes[index], y)
