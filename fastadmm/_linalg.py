@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 from scipy.linalg import lapack
-from scipy.linalg.blas import get_blas_funcs, strsm, dtrsm
+from scipy.linalg.blas import dsyrk, dtrsm, get_blas_funcs, ssyrk, strsm
 
 # The in-place Cholesky routines of each working dtype (fetched once: scipy's cho_factor/cho_solve
 # wrappers cost more than the solve itself for the 10-100-wide systems of a mini-batch).
+_SYRK = {np.dtype(np.float32): ssyrk, np.dtype(np.float64): dsyrk}
 _CHOLESKY = {
     np.dtype(np.float32): (lapack.spotrf, lapack.spotrs, strsm),
     np.dtype(np.float64): (lapack.dpotrf, lapack.dpotrs, dtrsm),
@@ -95,6 +96,18 @@ def a_update_operators(W_next: np.ndarray, beta_next: float, gamma: float):
     rhs = np.concatenate([beta_next * W.T, gamma * np.eye(n)], axis=1)
     sol = sla.cho_solve(factor, rhs, check_finite=False)
     return sol[:, : W.shape[0]], sol[:, W.shape[0]:]
+
+
+def gram_rows(A: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out <- A A^T for a C-contiguous A (B x m), float32 or float64: its upper triangle only (BLAS
+    syrk, half a product's multiply-adds; the lower is left as it was), the triangle :func:`spd_factor`
+    reads.  `out` (B x B, C-contiguous, A's dtype) is returned."""
+    syrk = _SYRK[A.dtype]
+    # On the Fortran views: out^T's lower triangle <- (A^T)^T A^T, i.e. out's upper triangle <- A A^T
+    got = syrk(1.0, A.T, beta=0.0, c=out.T, trans=1, lower=1, overwrite_c=1)
+    if not np.shares_memory(got, out):  # pragma: no cover - f2py copies only a buffer it cannot use
+        out.T[...] = got
+    return out
 
 
 def spd_factor(K: np.ndarray, shift: float):

@@ -49,6 +49,35 @@ def targets(y_index: np.ndarray, n_classes: int, dtype, loss: str = "mse") -> np
     return T
 
 
+class ClassTargets:
+    """``targets(y_index, n_classes, dtype, loss)`` read row by row from the class indices: one row of
+    targets per class, looked up, so that a fit that reads its targets a batch or a block at a time
+    keeps no (n_samples, n_outputs) array.  ``T[rows]`` (rows: a slice or indices), ``np.take(T, rows,
+    axis=0, out=)``, ``shape``, ``dtype`` and ``ndim`` as the array's."""
+
+    def __init__(self, y_index: np.ndarray, n_classes: int, dtype, loss: str = "mse"):
+        self.y_index = y_index
+        self.table = targets(np.arange(n_classes), n_classes, dtype, loss)  # row c: the targets of class c
+        self.dtype = self.table.dtype
+        self.shape = (y_index.shape[0], self.table.shape[1])
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return self.table[self.y_index[rows]]
+
+    def take(self, indices, axis=0, out=None, mode="raise") -> np.ndarray:
+        if axis != 0:
+            raise ValueError("ClassTargets.take: rows only (axis=0)")
+        return np.take(self.table, np.take(self.y_index, indices, mode=mode), axis=0, out=out)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        T = self.table[self.y_index]
+        return T if dtype is None else T.astype(dtype, copy=False)
+
+
 def first_layer(W: np.ndarray, X: np.ndarray, intercept: bool, out=None) -> np.ndarray:
     """W_1 a_0 one sample per row: X @ W.T, where with `intercept` the last column of W multiplies a
     constant input 1 (that column is added, X is never copied with a column of ones)."""

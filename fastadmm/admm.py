@@ -125,11 +125,12 @@ def train_admm(
 
         limits = _threads.limit(settings.threads) if settings.threads is not None else None
         try:
-            T = _losses.targets(a.y_index, len(a.classes), a.dtype, a.loss)
-            if settings.batch_size is not None:
+            if settings.batch_size is not None:  # targets read a batch at a time: no N-sized array
+                T = _losses.ClassTargets(a.y_index, len(a.classes), a.dtype, a.loss)
                 step = MiniBatchADMM(a.X, T, a.sizes, a.loss, settings, kernels, a.rng, init, comm, a.nonzero,
                                      a.y_index)
             else:
+                T = _losses.targets(a.y_index, len(a.classes), a.dtype, a.loss)
                 step = FullBatchADMM(a.X, T, a.sizes, a.loss, settings, kernels, a.rng, init, comm, a.row_offset,
                                      a.n_global, a.nonzero)
             timings["setup"] = time.perf_counter() - t_setup - timings["compile"]

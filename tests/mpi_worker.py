@@ -49,12 +49,15 @@ MINI_CASES = {
     "one-centred-refit": dict(k=2, split="skewed", center_inputs=True, output_refit=1e-3),
     "gram-layerwise": dict(k=3, split="even", prox_metric="gram", sweep_order="layerwise"),
     "tiny-batches": dict(k=3, split="skewed", batch_size=4, sweep_order="targets_first", batch_sweeps=2),
+    # no layer taken whole (shared.WHOLE_MACS = 0 on the ranks): W's rows split over the ranks in the
+    # push-through form, the all-reduce of the normal equations
+    "split-updates": dict(k=3, split="skewed", whole_macs=0),
 }
 MINI_EPOCHS = 3  # the accuracy comparison; the weights are compared after one epoch (10 batches)
 
 
 def mini_kwargs(case: dict, epochs: int) -> dict:
-    return dict(MINI_FIT, max_iter=epochs, **{k: v for k, v in case.items() if k not in ("k", "split")})
+    return dict(MINI_FIT, max_iter=epochs, **{k: v for k, v in case.items() if k not in ("k", "split", "whole_macs")})
 
 
 def problem(k: int, seed: int = 11):
@@ -155,7 +158,11 @@ def _minibatch(comm, out_path: str, folder: str) -> None:
 
     rank, size = comm.Get_rank(), comm.Get_size()
     arrays = {}
+    from fastadmm.minibatch import shared
+
+    default_whole = shared.WHOLE_MACS
     for name, case in MINI_CASES.items():
+        shared.WHOLE_MACS = case.get("whole_macs", default_whole)
         X, y, X_test, y_test = problem(case["k"])
         b, t = bounds(X.shape[0], size, case["split"]), bounds(X_test.shape[0], size, "even")
         mine = dict(X=X[b[rank] : b[rank + 1]], y=y[b[rank] : b[rank + 1]], X_test=X_test[t[rank] : t[rank + 1]],
@@ -174,6 +181,7 @@ def _minibatch(comm, out_path: str, folder: str) -> None:
                     arrays[f"{key}/W{l}"] = W
                 for k in ("train_accuracy", "test_accuracy", "train_loss"):
                     arrays[f"{key}/{k}"] = np.asarray(res.history[k], dtype=float)
+    shared.WHOLE_MACS = default_whole
     # Checkpoints: rank 0 writes the one file; every rank resumes from it.
     case = MINI_CASES["several-defaults"]
     X, y, _, _ = problem(case["k"])

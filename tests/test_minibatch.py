@@ -377,6 +377,28 @@ def test_compiled_linear_is_the_layer_product_and_relu():
     assert np.isnan(relu[0]).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gram_rows_writes_the_upper_triangle_of_a_a_transpose_in_place(dtype):
+    from fastadmm import _linalg
+
+    A = np.random.default_rng(2).normal(size=(9, 23)).astype(dtype)
+    out = np.full((9, 9), 5.0, dtype)
+    assert _linalg.gram_rows(A, out) is out
+    upper, lower = np.triu_indices(9), np.tril_indices(9, -1)
+    ref = A.astype(np.float64) @ A.T.astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(out[upper], ref[upper], rtol=tol, atol=tol * np.abs(ref).max())
+    assert (out[lower] == 5.0).all()  # left as it was
+    # what the factor reads is the system's: the same factor as from the whole A A^T
+    full = ref.astype(dtype) + np.eye(9, dtype=dtype)
+    out += np.eye(9, dtype=dtype)
+    L = _linalg.spd_factor(out, 1.0)
+    R = np.random.default_rng(3).normal(size=(9, 4)).astype(dtype)
+    got = R.copy()
+    assert _linalg.spd_solve_factored(L, got, rows=False)
+    np.testing.assert_allclose(full @ got, R, rtol=10 * tol, atol=10 * tol * np.abs(R).max())
+
+
 @pytest.mark.parametrize("rows", [True, False])
 def test_spd_solve_moves_an_ill_conditioned_float32_system_to_float64(rows, monkeypatch):
     """A float32 K with condition number 1e6 (above FLOAT32_COND_LIMIT): spd_solve's answer is that of
@@ -850,18 +872,18 @@ def test_a_batch_smaller_than_prox_batch_is_damped_as_if_it_had_prox_batch_rows(
 
 
 @pytest.mark.parametrize("h", [1, 3])  # h = 1: a rank holds none of W's rows and still factors K
-@pytest.mark.parametrize("form", ["whole", "rows", "normal"])
-def test_shared_w_update_over_thread_ranks_equals_the_one_process_step(h, form, monkeypatch):
+@pytest.mark.parametrize("B", [6, 20])  # push-through (B < 11) and normal equations
+@pytest.mark.parametrize("taken_whole", [True, False])
+def test_shared_w_update_over_thread_ranks_equals_the_one_process_step(h, B, taken_whole, monkeypatch):
     from test_comm import on_ranks
 
     from fastadmm.minibatch import shared
     from fastadmm.minibatch.shared import SharedWUpdate
 
     m, prox, shrink = 10, 0.4, 0.9
-    B = 20 if form == "normal" else 6  # normal equations (B >= 11) or push-through
-    if form == "rows":  # a layer too large to take whole: each rank forms its block of W's rows
+    if not taken_whole:  # a layer too large to take whole: rows of W per rank, or an all-reduce
         monkeypatch.setattr(shared, "WHOLE_MACS", 0)
-    assert shared.whole(B, m, h) == (form == "whole")
+    assert shared.whole(B, m, h) == taken_whole
     rng = np.random.default_rng(4)
     A, Z = rng.uniform(0, 1, (B, m)), rng.normal(size=(B, h))
     W0 = rng.normal(size=(h, m + 1))
@@ -920,3 +942,20 @@ def test_first_layer_over_thread_ranks_equals_one_process(split):
         np.testing.assert_allclose(W, ref_W, rtol=1e-10, atol=1e-12)
         for M, ref in zip(products, ref_products):
             np.testing.assert_allclose(M, ref[split[rank] : split[rank + 1]], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["mse", "hinge", "cross_entropy"])
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_class_targets_read_the_rows_of_the_targets_array(loss, n_classes):
+    from fastadmm import _arrays, _losses
+
+    y_index = (np.arange(40) * 7 % n_classes).astype(_arrays.index_dtype(n_classes))
+    T = _losses.targets(y_index, n_classes, np.float32, loss)
+    lazy = _losses.ClassTargets(y_index, n_classes, np.float32, loss)
+    assert lazy.shape == T.shape and lazy.dtype == T.dtype and len(lazy) == 40
+    np.testing.assert_array_equal(np.asarray(lazy), T)
+    np.testing.assert_array_equal(lazy[5:17], T[5:17])
+    rows = np.array([3, 0, 39, 3])
+    out = np.full((4, T.shape[1]), -7.0, np.float32)
+    np.take(lazy, rows, axis=0, out=out, mode="clip")  # what a batch step does
+    np.testing.assert_array_equal(out, T[rows])

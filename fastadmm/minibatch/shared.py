@@ -6,10 +6,11 @@ inputs A = a_{l-1} (B_k x m) and targets Z = z_l (B_k x h).  The forms are the o
 chooses by the global batch B against the layer's input width n = m + 1
 (``updates.NumpyUpdates.w_update``):
 
-* B < n, the push-through form, for a small layer (B h (B + 2 n) <= ``WHOLE_MACS``, e.g. an output
-  layer of a few units): the ranks all-gather their rows of [A | Z] and every rank takes the
-  one-process step (the backend's ``w_update``) on the whole batch.  Repeating it costs each rank
-  less than the collective that splitting it would add.
+* a small layer (the work a rank would repeat, ``repeated_macs``, at most ``WHOLE_MACS``; e.g. an
+  output layer of a few units, or a layer of few inputs): the ranks all-gather their rows of
+  [A | Z] and every rank takes the one-process step (the backend's ``w_update``, in either form) on
+  the whole batch.  Repeating it costs each rank less than the Python and collectives that
+  splitting it would add.
 * B < n for a larger layer: each rank forms its residuals R = Z - s W_prev [A 1], the ranks
   all-gather [A | R], every rank builds K = A A^T + 1 1^T + p I (B x B), solves Y = K^-1 R for its
   share of W's rows (a contiguous block of output units) and updates those rows,
@@ -31,16 +32,25 @@ from .. import _linalg
 from .updates import _check_finite
 
 
-# The most multiply-adds a rank repeats to take a push-through W-update whole (its residuals, solve
-# and product: B h (B + 2 n)) rather than forming its block of W's rows and all-gathering W: about
-# 4 million, tens of microseconds on one core, the time of one collective on a node.
+# The most multiply-adds a rank repeats to take a W-update whole rather than split over the ranks:
+# about 4 million, tens of microseconds on one core, the cost of the collective and the Python
+# calls that splitting saves.
 WHOLE_MACS = 1 << 22
 
 
+def repeated_macs(B: int, m: int, h: int) -> int:
+    """The multiply-adds a rank does beyond its share when it takes a layer's W-update (m inputs,
+    h outputs, a global batch of B rows) whole: the other rows' residuals and, in the push-through
+    form (B < m + 1), the solves and products of the other ranks' rows of W (B h (B + 2 n)), in the
+    normal equations the Gram and cross product of the other rows (B (n^2 / 2 + 2 n h))."""
+    n = m + 1
+    return B * h * (B + 2 * n) if B < n else B * (n * n // 2 + 2 * n * h)
+
+
 def whole(B: int, m: int, h: int) -> bool:
-    """Whether every rank takes the push-through W-update of a layer with m inputs and h outputs on a
-    global batch of B rows whole (module docstring)."""
-    return B < m + 1 and B * h * (B + 2 * (m + 1)) <= WHOLE_MACS
+    """Whether every rank takes the W-update of a layer with m inputs and h outputs on a global batch
+    of B rows whole (module docstring)."""
+    return repeated_macs(B, m, h) <= WHOLE_MACS
 
 
 def message_entries(B: int, m: int, h: int) -> int:
@@ -81,11 +91,11 @@ def assemble_rows(comm, W, bounds, send) -> None:
 
 def push_through_factor(layer, A, prox, square):
     """The push-through system of the batch's rows A (B x m), K = A A^T + 1 1^T + p I with p = prox
-    times the mean diagonal of [A 1]^T [A 1] (+ 1e-12), built in `square` and factored
+    times the mean diagonal of [A 1]^T [A 1] (+ 1e-12), its upper triangle built in `square` and factored
     (``_linalg.spd_factor``); returns (factor, p).  NonFiniteError for NaN or infinity in A, or a K
     that is not positive definite; over MPI every rank builds the same K, so all raise together."""
     B, n = A.shape[0], A.shape[1] + 1
-    K = np.matmul(A, A.T, out=square[: B * B].reshape(B, B))
+    K = _linalg.gram_rows(A, square[: B * B].reshape(B, B))  # its upper triangle, the one factored
     mean_diag = (float(np.trace(K)) + B) / n  # mean diagonal of [a; 1][a; 1]^T
     if not np.isfinite(mean_diag):
         raise _linalg.NonFiniteError(f"layer {layer}: the batch's activations hold NaN or infinity")
@@ -109,16 +119,16 @@ class SharedWUpdate:
         self.updates = updates
         self.rank, self.size = comm.rank, comm.size
         pairs = [(widths[l - 1], widths[l]) for l in range(1, len(widths))]
-        block = max([largest * (m + h) for m, h in pairs if largest < m + 1] or [0])
+        block = max(largest * (m + h) for m, h in pairs)  # a batch's [A | R] or [A | Z]
         summed = max([(m + 1) * (m + 2 + h) for m, h in pairs if largest >= m + 1] or [0])
         square = max([largest * largest for m, h in pairs if largest < m + 1] or [0])
         self.send = np.empty(max(block, max(h * (m + 1) for m, h in pairs)), dtype)
         self.recv = np.empty(max(block, summed), dtype)
         self.square = np.empty(square, dtype)
-        # a whole update's batch, contiguous: its inputs, targets and residuals
-        taken = [(m, h) for m, h in pairs if whole(largest, m, h)]
-        self.A_whole = np.empty(max([largest * m for m, h in taken] or [0]), dtype)
-        self.Z_whole = np.empty(max([largest * h for m, h in taken] or [0]), dtype)
+        # a whole update's batch, contiguous: its inputs, targets and residuals (any layer may be
+        # taken whole for some batch size)
+        self.A_whole = np.empty(max(largest * m for m, h in pairs), dtype)
+        self.Z_whole = np.empty(max(largest * h for m, h in pairs), dtype)
         self.R_whole = np.empty_like(self.Z_whole)
 
     def w_update(self, layer, A, Z, M, R, W, prox, shrink, counts):

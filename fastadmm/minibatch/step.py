@@ -47,7 +47,8 @@ class MiniBatchADMM:
     intercept = True  # every layer has a bias (the last column of each W_l)
 
     def __init__(self, X, T, sizes, loss, settings, kernels, rng, init, comm, nonzero=None, y_index=None):
-        """`nonzero`: _inputs.nonzero_features(X) if the caller has it (from the boundary's scan of X);
+        """`T`: the targets of X's rows, an array or a _losses.ClassTargets (read a batch at a time);
+        `nonzero`: _inputs.nonzero_features(X) if the caller has it (from the boundary's scan of X);
         `comm`: a _comm.Communicator (None: one process); `y_index`: each row's class index, if the
         caller has it (else it is read from T's 0/1 targets)."""
         self.comm = comm = _comm.wrap(comm)
@@ -84,7 +85,9 @@ class MiniBatchADMM:
         # current sweep: [summed loss, correct predictions] of each batch's forward pass (running_counts).
         self.y_index = None
         if settings.train_metrics == "running":
-            self.y_index = _losses.predict_index(T) if y_index is None else y_index
+            if y_index is None:
+                y_index = T.y_index if isinstance(T, _losses.ClassTargets) else _losses.predict_index(T)
+            self.y_index = y_index
         self._running = [0.0, 0]
         # Batch buffers, allocated once: Xb holds the batch's rows of X; Z[l], A[l], H[l] its z_l, a_l,
         # h(z_l); A_new[l] receives the a-update before it replaces A[l]; R[l] is scratch of z_l's width.
