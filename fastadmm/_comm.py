@@ -101,6 +101,14 @@ class Communicator:
         """Whether this is rank 0 (the one that prints and writes)."""
         return self.rank == 0
 
+    # A communicator is a handle on the ranks of a running job: a copy (scikit-learn's clone deep-
+    # copies an estimator's parameters) is the same communicator.
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
     def allreduce(self, buf: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 

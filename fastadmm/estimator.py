@@ -38,6 +38,7 @@ _OWN_PARAMS = {
     "validation_fraction": 0.1,  # n_iter_no_change (10) is a field of ADMMSettings, below
     "random_state": None,
     "verbose": 0,
+    "comm": None,  # one process; an mpi4py communicator (or fastadmm's) trains over its ranks
 }
 _SETTING_NAMES = tuple(f.name for f in dataclasses.fields(ADMMSettings))
 
@@ -91,6 +92,12 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         early stopping.
     verbose : 0 (default) silent; 1 (or True) train_admm prints a line per iteration (loss,
         accuracy, validation accuracy with early stopping, seconds) and the stop message.
+    comm : None (default, one process), or an mpi4py communicator (or a fastadmm one): ``fit`` on
+        every rank, each with its own rows, trains one model over all of them (train_admm's
+        ``comm``; run under ``mpiexec``), and every rank ends with the same coefficients, which
+        predict on any rows.  Early stopping is not offered with ``comm``.  The communicator is a
+        handle on the running job: ``clone`` keeps it, while a pickled (or deep-copied) estimator
+        leaves it out (``comm`` None), so that a saved model loads in any process.
     tol : :class:`fastadmm.ADMMSettings`'s stop rule: the relative objective change and output
         residual of full-batch ADMM; the relative gain of the epoch's training loss of mini-batch
         ADMM; with early stopping the relative gain of validation accuracy.  None = the method's
@@ -151,6 +158,9 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         early_stopping = _validation.as_bool("early_stopping", self.early_stopping)
         random_state = self.random_state
         validation_fraction = None
+        if early_stopping and self.comm is not None:
+            raise ValueError("early_stopping=True is not offered with comm (training over MPI ranks); set "
+                             "early_stopping=False and score rows you held out yourself after fit")
         if early_stopping:
             if _validation.as_int("eval_every", self.eval_every, 0) == 0:
                 raise ValueError("early_stopping needs the validation accuracy: set eval_every >= 1 (1 = every iteration)")
@@ -169,6 +179,7 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
                 random_state=random_state,
                 validation_fraction=validation_fraction,
                 verbose=self.verbose,
+                comm=self.comm,
                 **{name: getattr(self, name) for name in _SETTING_NAMES},
             )
         for w in caught:
@@ -189,6 +200,12 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ = result.n_iter
         self.loss_curve_ = list(result.history["train_loss"])
         return self
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if state.get("comm") is not None:  # a handle on a running job: not part of a saved model
+            state = dict(state, comm=None)
+        return state
 
     def _shuffle(self, X, y):
         """X and y in a random order (train_admm then holds out the last rows of every class: a

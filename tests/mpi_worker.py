@@ -54,6 +54,8 @@ MINI_CASES = {
     "split-updates": dict(k=3, split="skewed", whole_macs=0),
 }
 MINI_EPOCHS = 3  # the accuracy comparison; the weights are compared after one epoch (10 batches)
+# ADMMClassifier(comm=...) on the "several-defaults" case's shards
+ESTIMATOR_PARAMS = dict(hidden_layer_sizes=(9,), max_iter=2, batch_size=21, dtype="float64", random_state=3)
 
 
 def mini_kwargs(case: dict, epochs: int) -> dict:
@@ -194,6 +196,21 @@ def _minibatch(comm, out_path: str, folder: str) -> None:
 
     resumed = train_admm(Xr, yr, comm=comm, init=fastadmm.load(path), **mini_kwargs(case, 1))
     whole = train_admm(Xr, yr, comm=comm, **mini_kwargs(case, 3))
+    # The estimator with comm: one model over every rank's rows; clone keeps comm, pickle leaves it out
+    import pickle
+
+    from sklearn.base import clone
+
+    est = fastadmm.ADMMClassifier(comm=comm, **ESTIMATOR_PARAMS).fit(Xr, yr)
+    assert clone(est).get_params()["comm"] is comm
+    saved = pickle.loads(pickle.dumps(est))
+    assert saved.comm is None and np.array_equal(saved.predict(X), est.predict(X))
+    coefs = comm.gather(est.coefs_, root=0)
+    if rank == 0:
+        for l, W in enumerate(est.coefs_):
+            arrays[f"estimator/W{l}"] = W
+        arrays["estimator/cross_rank"] = np.array(max(
+            float(np.max(np.abs(Wr - W0))) for other in coefs[1:] for Wr, W0 in zip(other, coefs[0])))
     if rank == 0:
         arrays["checkpoint/files"] = np.array(sorted(os.listdir(folder)))
         arrays["checkpoint/n_iter"] = np.array(resumed.n_iter)

@@ -74,7 +74,7 @@ def test_every_settings_field_is_a_parameter_with_its_default():
         assert params[f.name] == f.default and f.default is not dataclasses.MISSING, f.name
     own = {"hidden_layer_sizes": (100,), "loss": "mse", "early_stopping": False,
            "max_iter": inspect.signature(train_admm).parameters["max_iter"].default,
-           "validation_fraction": 0.1, "random_state": None, "verbose": 0}
+           "validation_fraction": 0.1, "random_state": None, "verbose": 0, "comm": None}
     assert params["n_iter_no_change"] == 10  # a field of ADMMSettings (its stop rules)
     assert set(params) == {f.name for f in dataclasses.fields(ADMMSettings)} | set(own)
     assert {k: params[k] for k in own} == own

@@ -178,6 +178,18 @@ def test_minibatch_checkpoint_is_one_file_that_resumes_on_as_many_ranks(minibatc
 
 
 @needs_mpi
+def test_the_estimator_with_comm_trains_one_model_over_the_ranks(minibatch_run):
+    _, got, _ = minibatch_run
+    X, y, _, _ = mpi_worker.problem(mpi_worker.MINI_CASES["several-defaults"]["k"])
+    ref = fastadmm.ADMMClassifier(**mpi_worker.ESTIMATOR_PARAMS).fit(X, y)
+    assert float(got["estimator/cross_rank"]) == 0.0
+    for l, W in enumerate(ref.coefs_):
+        np.testing.assert_allclose(got[f"estimator/W{l}"], W, rtol=RTOL, atol=RTOL * np.abs(W).max())
+    with pytest.raises(ValueError, match="early_stopping=True is not offered with comm"):
+        fastadmm.ADMMClassifier(comm=fastadmm._comm.SingleProcess(), early_stopping=True).fit(X, y)
+
+
+@needs_mpi
 def test_without_a_seed_every_rank_starts_from_rank_0s(distributed_run):
     _, got = distributed_run
     assert int(got["seedless/n_seeds"]) == 1 and bool(got["seedless/seed_is_int"])
