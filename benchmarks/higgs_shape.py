@@ -194,9 +194,13 @@ def state_estimate(n_global: int, n_local: int, B: int, widths=(28, 300, 1), ite
       scratch as far as it is touched: ``square_allocated_untouched`` is the rest of its allocation);
     * weights: every W_l with its bias;
     * permutation: the epoch's permutation of all N rows (int32), drawn whole on every rank;
-    * per_row: what the call keeps per training row of this rank besides X and y: the 0/1 targets T
-      (n_local x n_L, fit dtype) and the class index of each row (intp).  Not counted as the fit's
-      state (buffers + weights + permutation), listed apart."""
+    * per_row: what the call keeps per training row of this rank besides X and y: the class index
+      of each row (``_arrays.index_dtype``: int8 for two classes; the targets are looked up per
+      batch, ``_losses.ClassTargets``).  Not counted as the fit's state (buffers + weights +
+      permutation), listed apart."""
+    from fastadmm._arrays import index_dtype
+
+    index_itemsize = index_dtype(2).itemsize
     L = len(widths) - 1
     buffers = B * widths[0] + 2 * B * widths[L]
     buffers += sum(3 * B * widths[l] for l in range(1, L + 1)) + sum(3 * B * widths[l] for l in range(1, L))
@@ -204,23 +208,25 @@ def state_estimate(n_global: int, n_local: int, B: int, widths=(28, 300, 1), ite
     # in the normal equations) or an a-update's n_{l+1}^2, the largest of them (step.py).
     allocated = max([min(B, w + 1) for w in widths[:L]] + list(widths[2:])) ** 2
     square = max(B * B if B < widths[l - 1] + 1 else (widths[l - 1] + 1) ** 2 for l in range(1, L + 1))
-    first = B * B + B * widths[1]  # first_layer.FirstLayer: K and Ytot
+    h1_own = -(-widths[1] // ranks)  # the largest block of W_1's rows (Y's columns) a rank forms
+    first = B * B + B * h1_own  # first_layer.FirstLayer: K and this rank's columns of Ytot
     product = max(max(widths[l] * (widths[l - 1] + 1), B * widths[l]) for l in range(1, L + 1))
     shared = 0
     if ranks > 1:
         pairs = [(widths[l - 1], widths[l]) for l in range(1, L + 1)]
-        block = max([B * (m + h) for m, h in pairs if B < m + 1] or [0])
+        block = max(B * (m + h) for m, h in pairs)  # a batch's [A | R] or [A | Z]
         summed = max([(m + 1) * (m + 2 + h) for m, h in pairs if B >= m + 1] or [0])
         sq = max([B * B for m, h in pairs if B < m + 1] or [0])
         shared = max(block, max(h * (m + 1) for m, h in pairs)) + max(block, summed) + sq
-        m1, h1 = widths[0], widths[1]  # first_layer's gathered rows, residuals and send buffer
-        shared += B * m1 + B * h1 + max(B * max(m1, h1), h1 * (m1 + 1))
+        shared += B * max(m for m, h in pairs) + 2 * B * max(h for m, h in pairs)  # a whole update's batch
+        m1, h1 = widths[0], widths[1]  # first_layer's gathered rows, residuals, send buffer, Y's blocks
+        shared += B * m1 + B * h1 + max(B * max(m1, h1), h1 * (m1 + 1)) + B * h1_own + B * h1
     weights = sum(widths[l] * (widths[l - 1] + 1) for l in range(1, L + 1))
     out = dict(buffers=(buffers + square + product + first + shared) * itemsize, weights=weights * itemsize,
                permutation=4 * n_global, square_allocated_untouched=(allocated - square) * itemsize)
     out["state"] = out["buffers"] + out["weights"] + out["permutation"]
-    out["per_row"] = n_local * (widths[L] * itemsize + np.dtype(np.intp).itemsize)
-    out["test_per_row"] = n_test_local * np.dtype(np.intp).itemsize  # the test labels' class index
+    out["per_row"] = n_local * index_itemsize  # the class index of each row (the targets are read per batch)
+    out["test_per_row"] = n_test_local * index_itemsize  # the test labels' class index
     return out
 
 
