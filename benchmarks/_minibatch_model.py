@@ -18,9 +18,11 @@ of the batch's rows still takes part in every W-update), so the seconds per step
   rank holds each row), measured directly on ``fastadmm.minibatch.schedule.Schedule`` and taken
   out of the calibration times before the fit;
 * ``collectives``: per layer and W-update (``fastadmm/minibatch/shared.py``) an Allgatherv of the
-  batch's [A | R] rows, B (m + h) entries, and one of W's rows, h (m + 1), if B < m + 1; else one
-  Allreduce of n (n + h) entries, n = m + 1; layer 1 in the push-through form gathers its input
-  and assembles W_1 once per batch (``first_layer.py``, ``w_update_messages``).  Allgatherv of S
+  batch's [A | Z] rows, B (m + h) entries, for a layer taken whole; else an Allgatherv of [A | R],
+  B (m + h), and one of W's rows, h (m + 1), if B < m + 1, or one Allreduce of n (n + h) entries,
+  n = m + 1; layer 1 in the push-through form gathers its input and assembles W_1 once per batch
+  and gathers the residuals and Y's column blocks every sweep (``first_layer.py``,
+  ``w_update_messages``).  Allgatherv of S
   bytes in total: recursive doubling / ring, ceil(log2 K) alpha + (K - 1) / K S beta; Allreduce:
   ``_scaling_model.allreduce_seconds`` (recursive doubling below 2 kB, Rabenseifner above).
 """
@@ -42,27 +44,36 @@ def w_update_messages(B: int, widths, sweeps: int = 1, ranks: int = 2) -> list[d
     """The collectives of one batch step: kind ("allgatherv" / "allreduce"), entries received per rank
     (the gathered total, or the reduced length) and each rank's counts of the gather on `ranks` ranks.
 
-    Layer l >= 2 (``shared.SharedWUpdate``), every sweep: B < n: [A | R] rows, B (m + h), then W's rows,
-    h n; else the all-reduce of n (n + h).  Layer 1 in the push-through form (``first_layer.FirstLayer``:
-    its input does not change within a batch): the batch's rows once per batch, B m, the residuals
-    every sweep, B h, and W_1's rows once per batch, h n; in the other form as the later layers."""
+    Layer 1 in the push-through form (B < n; ``first_layer.FirstLayer``: its input does not change
+    within a batch): the batch's rows once per batch, B m; every sweep the residuals, B h, and the
+    ranks' column blocks of Y = K^-1 R, B h; W_1's rows once per batch, h n.  Every other W-update
+    (``shared.SharedWUpdate``), every sweep: a layer taken whole (``shared.whole``) gathers [A | Z],
+    B (m + h); otherwise B < n: [A | R] rows, B (m + h), then W's rows, h n; else the all-reduce of
+    n (n + h)."""
+    from fastadmm.minibatch.shared import whole
+
     out = []
     for sweep in range(sweeps):
         for l in range(1, len(widths)):
             m, h = widths[l - 1], widths[l]
             n = m + 1
             rows = _even(B, ranks)
-            if B >= n:
-                out.append(dict(layer=l, kind="allreduce", what="[G | rhs]", entries=n * (n + h)))
-            elif l == 1:
+            if l == 1 and B < n:
                 if sweep == 0:
                     out.append(dict(layer=l, kind="allgatherv", what="A rows (once per batch)", entries=B * m,
                                     counts=[c * m for c in rows]))
                 out.append(dict(layer=l, kind="allgatherv", what="R rows", entries=B * h,
                                 counts=[c * h for c in rows]))
+                out.append(dict(layer=l, kind="allgatherv", what="Y column blocks", entries=B * h,
+                                counts=[B * c for c in _even(h, ranks)]))
                 if sweep == sweeps - 1:
                     out.append(dict(layer=l, kind="allgatherv", what="W rows (once per batch)", entries=h * n,
                                     counts=[c * n for c in _even(h, ranks)]))
+            elif whole(B, m, h):
+                out.append(dict(layer=l, kind="allgatherv", what="[A | Z] rows (taken whole)", entries=B * (m + h),
+                                counts=[c * (m + h) for c in rows]))
+            elif B >= n:
+                out.append(dict(layer=l, kind="allreduce", what="[G | rhs]", entries=n * (n + h)))
             else:
                 out.append(dict(layer=l, kind="allgatherv", what="[A | R] rows", entries=B * (m + h),
                                 counts=[c * (m + h) for c in rows]))

@@ -125,17 +125,6 @@ class Communicator:
         np.concatenate(self.allgather(np.array(send, copy=True)), out=out)
         return out
 
-    def alltoallv(self, send: np.ndarray, send_counts, recv: np.ndarray, recv_counts) -> np.ndarray:
-        """recv[:sum(recv_counts)] <- from every rank k, in rank order, the recv_counts[k] entries that
-        rank k's `send` holds for this rank; `send` (contiguous, 1-d) holds send_counts[j] entries for
-        each rank j, in rank order.  Returns that part of recv.  This version goes through allgather
-        (every rank sees every buffer, copied); MPIComm sends only the parts."""
-        bounds = np.concatenate([[0], np.cumsum(send_counts)]).astype(np.intp)
-        parts = self.allgather((np.array(send[: bounds[-1]], copy=True), bounds))
-        out = recv[: int(sum(recv_counts))]
-        np.concatenate([buf[b[self.rank] : b[self.rank + 1]] for buf, b in parts], out=out)
-        return out
-
     def abort(self, code: int = 1) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -260,12 +249,6 @@ class SingleProcess(Communicator):
         out[...] = send
         return out
 
-    def alltoallv(self, send, send_counts, recv, recv_counts):
-        n = int(send_counts[0])
-        out = recv[:n]
-        out[...] = send[:n]
-        return out
-
     def abort(self, code: int = 1) -> None:  # pragma: no cover - nothing to abort
         raise SystemExit(code)
 
@@ -282,7 +265,7 @@ class MPIComm(Communicator):
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
-        self.seconds = 0.0  # time spent in the array collectives (allreduce, allgatherv, alltoallv), for the timings
+        self.seconds = 0.0  # time spent in the array collectives (allreduce, allgatherv), for the timings
         self.bytes = 0  # bytes this rank received from them (the reduced or gathered arrays)
         self.calls = 0  # how many there were
 
@@ -300,15 +283,6 @@ class MPIComm(Communicator):
         out = recv[:total]
         t0 = time.perf_counter()
         self.comm.Allgatherv(send, [out, list(map(int, counts))])
-        self.seconds += time.perf_counter() - t0
-        self.bytes += out.nbytes
-        self.calls += 1
-        return out
-
-    def alltoallv(self, send, send_counts, recv, recv_counts):
-        out = recv[: int(sum(recv_counts))]
-        t0 = time.perf_counter()
-        self.comm.Alltoallv([send, list(map(int, send_counts))], [out, list(map(int, recv_counts))])
         self.seconds += time.perf_counter() - t0
         self.bytes += out.nbytes
         self.calls += 1

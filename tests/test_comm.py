@@ -60,25 +60,16 @@ def on_ranks(size, work):
     return outcomes
 
 
-def test_allgatherv_and_alltoallv_over_thread_ranks_move_each_part_to_its_place():
-    counts = [2, 0, 3]  # entries each rank sends in allgatherv; a rank may send none
-    # alltoallv: rank r sends rank j (r + 1) * j entries, each r * 100 + j * 10 + index
-    sends = {r: np.concatenate([r * 100 + j * 10 + np.arange((r + 1) * j, dtype=float) for j in range(3)])
-             for r in range(3)}
+def test_allgatherv_over_thread_ranks_puts_each_part_in_its_place():
+    counts = [2, 0, 3]  # entries each rank sends; a rank may send none
 
     def work(comm):
         r = comm.rank
-        gathered = comm.allgatherv(np.full(counts[r], float(r)), np.full(10, -1.0), counts).copy()
-        send_counts = [(r + 1) * j for j in range(3)]
-        recv_counts = [(k + 1) * r for k in range(3)]
-        moved = comm.alltoallv(sends[r], send_counts, np.full(20, -1.0), recv_counts)
-        return gathered, moved.copy()
+        return comm.allgatherv(np.full(counts[r], float(r)), np.full(10, -1.0), counts).copy()
 
-    for r, (kind, (gathered, moved)) in enumerate(on_ranks(3, work)):
+    for kind, gathered in on_ranks(3, work):
         assert kind == "ok"
         np.testing.assert_array_equal(gathered, [0.0, 0.0, 2.0, 2.0, 2.0])
-        expected = np.concatenate([k * 100 + r * 10 + np.arange((k + 1) * r, dtype=float) for k in range(3)])
-        np.testing.assert_array_equal(moved, expected)
 
 
 # -- one process ------------------------------------------------------------------------------------
@@ -90,7 +81,6 @@ def test_single_process_has_every_method_and_each_is_the_plain_behaviour(tmp_pat
     buf = np.arange(3.0)
     assert comm.allreduce(buf) is buf and comm.allgather(5) == [5]
     np.testing.assert_array_equal(comm.allgatherv(buf, np.zeros(5), [3]), buf)
-    np.testing.assert_array_equal(comm.alltoallv(buf, [3], np.zeros(5), [3]), buf)
     assert comm.agree(lambda: 7, ValueError) == 7
     error = ValueError("bad value")
     with pytest.raises(ValueError) as caught:  # the original exception, not a copy

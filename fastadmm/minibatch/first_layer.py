@@ -17,9 +17,10 @@ So a batch of S sweeps factors K once and multiplies by W_1's n columns twice (t
 
 Over MPI each rank holds its rows of the batch: the ranks all-gather A once per batch and R once per
 update, so that every rank holds K and R of the whole batch and decides the same on their checks.
-Each rank solves only its block of Y's columns (W_1's rows that it forms in ``finish``), keeps that
-block of Ytot, and sends every other rank that rank's rows of the block (one all-to-all), which is
-what the update of M on its rows needs; a last all-gather assembles W_1 on every rank.
+Each rank solves only its block of Y's columns (W_1's rows that it forms in ``finish``) and keeps that
+block of Ytot; an all-gather of the blocks gives every rank the rows of Y that the update of M on
+its rows needs (an all-to-all would move less, but would wait on up to min(K, h) partners where an
+all-gather takes log2 K steps); a last all-gather assembles W_1 on every rank.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class FirstLayer:
         self.R_all = np.empty((largest * h,), dtype) if shared else None  # the gathered residuals
         self.send = np.empty((max(largest * max(m, h), h * (m + 1)),), dtype) if shared else None
         self.Y_block = np.empty((block,), dtype) if shared else None  # this rank's columns of Y
-        self.Y_rows = np.empty((largest * h,), dtype) if shared else None  # its rows of every rank's block
+        self.Y_all = np.empty((largest * h,), dtype) if shared else None  # every rank's block of Y
         self.K = np.empty((largest * largest,), dtype)
         self.Ytot_buffer = np.empty((block,), dtype)
         self.pending = False  # whether W_1 has updates of the current batch not yet formed
@@ -107,14 +108,14 @@ class FirstLayer:
             np.multiply(Y, -self.shift, out=M)
             M += Z
             return
-        own = A.shape[0]
-        mine = self.comm.alltoallv(Y.reshape(-1), counts * Y.shape[1], self.Y_rows, own * self.widths)
+        B = Y.shape[0]
+        blocks = self.comm.allgatherv(Y.reshape(-1), self.Y_all, B * self.widths)
         start = 0
         for lo, hi in zip(self.bounds[:-1], self.bounds[1:]):
-            part = mine[start : start + own * (hi - lo)].reshape(own, hi - lo)
+            part = blocks[start : start + B * (hi - lo)].reshape(B, hi - lo)[self.rows]
             np.multiply(part, -self.shift, out=M[:, lo:hi])
             M[:, lo:hi] += Z[:, lo:hi]
-            start += own * (hi - lo)
+            start += B * (hi - lo)
 
     def finish(self, W):
         """W_1 <- s^S W_1 + Ytot^T [A 1], the batch's updates formed (W: h x (m + 1), every rank)."""
