@@ -137,6 +137,28 @@ def proc_status_bytes(key: str) -> Optional[int]:
     return None
 
 
+def trim_heap() -> Optional[int]:
+    """Hand the C heap's freed memory back to the operating system (glibc's ``malloc_trim(0)``);
+    the bytes the resident set fell by, or None where there is no glibc.  Freed blocks of a few MB
+    can stay resident in glibc's heap after their arrays are gone (e.g. a data generator's
+    temporaries): trimmed, the resident set is what the process still holds."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    before = proc_status_bytes("VmRSS")
+    trim(0)
+    after = proc_status_bytes("VmRSS")
+    return None if before is None or after is None else before - after
+
+
 def reset_hwm() -> bool:
     """VmHWM <- the current resident set (Linux >= 4.0); False where that is not possible."""
     try:

@@ -26,7 +26,9 @@ file: launcher and worker in one script.
   appends one JSON line: the epoch's training seconds (``history["elapsed"]``), the call's wall
   seconds, the test accuracy (each rank passes its shard of the test rows; the history holds the
   reduced accuracy), the data generation seconds (apart), and per rank the peak resident set
-  (VmHWM, reset before the fit through /proc/self/clear_refs, and per stage of the call: the
+  (VmHWM, reset before the fit through /proc/self/clear_refs, after the generator's freed
+  temporaries were handed back to the system, ``_measure.trim_heap``, so that the process holds
+  what a file reader would leave; and per stage of the call: the
   argument checks, the step object's construction, the epoch with its evaluation), the rank's data
   bytes and the fit state's (``state_estimate``), their ratio, and the collectives (``_comm.MPIComm``:
   seconds, bytes received, calls) per batch step.
@@ -65,7 +67,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import proc_status_bytes, reset_hwm  # noqa: E402
+from _measure import proc_status_bytes, reset_hwm, trim_heap  # noqa: E402
 
 HERE = Path(__file__).resolve()
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
@@ -303,6 +305,7 @@ def worker_fit(args) -> None:
         warnings.simplefilter("ignore")
         fastadmm.train_admm(Xw, yw, hidden=(300,), max_iter=1, tol=0, random_state=0)
     del Xw, yw
+    trimmed = [trim_heap()]  # the generator's freed temporaries (a file reader would leave none)
     rss_before_data = proc_status_bytes("VmRSS")
     t0 = time.perf_counter()
     start, stop = shard_rows(args.n, rank, size)
@@ -310,8 +313,9 @@ def worker_fit(args) -> None:
     tstart, tstop = shard_rows(args.n_test, rank, size)
     Xt, yt = higgs_rows(tstart, tstop, args.seed, TEST)
     gen_seconds = time.perf_counter() - t0
-    rss_after_data = proc_status_bytes("VmRSS")
     hwm_data = proc_status_bytes("VmHWM")
+    trimmed.append(trim_heap())
+    rss_after_data = proc_status_bytes("VmRSS")
     if world is not None:
         world.Barrier()
     reset_ok = reset_hwm()
@@ -340,7 +344,7 @@ def worker_fit(args) -> None:
     mine = dict(
         rank=rank, rows=int(X.shape[0]), test_rows=int(Xt.shape[0]), generate_seconds=gen_seconds,
         rss_before_data=rss_before_data, rss_after_data=rss_after_data, peak_during_generation=hwm_data,
-        hwm_reset=reset_ok, peak_before_fit=peak_before_fit, peak_fit=peak_fit,
+        hwm_reset=reset_ok, peak_before_fit=peak_before_fit, peak_fit=peak_fit, heap_trimmed_bytes=trimmed,
         stage_peaks=None if stages is None else stages.peaks,
         data_bytes=data, test_data_bytes=test, state=est,
         ratio_peak_to_data_state=peak_fit / (data + est["state"]),

@@ -5,6 +5,7 @@ accuracy reached, and what the collectives cost per step.  Not a pytest file.
         --out docs/scaling-data/minibatch-mpi.jsonl
 
 The task is ten digits with 784-300-10 and train_admm's defaults (its global batch of 128 rows):
+``--batch-size`` sets another global batch (e.g. 256: 128 rows per rank on 2 ranks).  The task is
 ``ten300-shift`` (default; the MNIST training images of DIR and their one-pixel shifts up, down,
 left and right, 113,495 rows, shuffled with a fixed seed) or ``ten300`` (the images alone), tested
 on DIR's test images.  K = 1 is the plain one-process call (no communicator); K > 1 is one
@@ -79,8 +80,9 @@ def fit(args) -> dict:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        batch = {} if args.batch_size is None else dict(batch_size=args.batch_size)
         r = fastadmm.train_admm(X, y, X_test=Xt, y_test=yt, hidden=(300,), max_iter=args.epochs, tol=0,
-                                random_state=args.seed, comm=comm)
+                                random_state=args.seed, comm=comm, **batch)
     wall = time.perf_counter() - t0
     if rank != 0:
         return {}
@@ -111,6 +113,8 @@ def launch(args, K: int) -> dict:
         out = Path(tmp) / "record.json"
         common = ["--task", args.task, "--epochs", str(args.epochs), "--seed", str(args.seed), "--result", str(out),
                   "--targets", *map(str, args.targets)]
+        if args.batch_size is not None:
+            common += ["--batch-size", str(args.batch_size)]
         if K == 1:
             cmd = [sys.executable, str(HERE), "--single", *common]
         else:
@@ -136,6 +140,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="the global batch (default: train_admm's, 128 for ten digits)")
     parser.add_argument("--targets", nargs="+", type=float, default=[0.97])
     parser.add_argument("--out", type=Path, default=Path("minibatch-mpi.jsonl"))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
