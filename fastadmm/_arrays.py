@@ -125,7 +125,7 @@ def check_y(y, n_samples, name="y", min_classes=2):
         raise ValueError(
             f"{name} has a single class ({classes[0]!r} if any); training needs samples of at least two classes"
         )
-    return y_index.astype(np.intp), classes
+    return y_index, classes  # in index_dtype (int8 for up to 128 classes)
 
 
 def index_dtype(n_classes: int) -> np.dtype:
@@ -145,11 +145,23 @@ def class_index(y: np.ndarray):
     if y.dtype.kind in "iub" and y.size:
         low, high = int(y.min()), int(y.max())
         if high - low <= max(y.size, 1024) and -(2**62) < low and high < 2**62:
-            shifted = y if low == 0 and y.dtype.kind != "b" else y.astype(np.intp) - low
-            present = np.bincount(shifted.ravel(), minlength=high - low + 1) > 0
+            # In pieces of 2^20 labels: bincount and take work on intp copies of their input
+            pieces = [slice(start, start + (1 << 20)) for start in range(0, y.size, 1 << 20)]
+            flat = y.ravel()
+
+            def shifted(rows):
+                return flat[rows].astype(np.intp) - low
+
+            counts = np.zeros(high - low + 1, np.intp)
+            for rows in pieces:
+                counts += np.bincount(shifted(rows), minlength=high - low + 1)
+            present = counts > 0
             classes = (np.flatnonzero(present) + low).astype(y.dtype)
             lookup = (np.cumsum(present, dtype=np.intp) - 1).astype(index_dtype(classes.shape[0]))
-            return classes, lookup[shifted]
+            y_index = np.empty(y.size, lookup.dtype)
+            for rows in pieces:
+                np.take(lookup, shifted(rows), out=y_index[rows])
+            return classes, y_index.reshape(y.shape)
     classes, y_index = np.unique(y, return_inverse=True)
     return classes, y_index.astype(index_dtype(classes.shape[0]))
 
@@ -183,4 +195,4 @@ def check_test(X_test, y_test, classes, n_features, dtype):
             f"y_test holds labels not seen in y: {np.unique(y_test[unseen])[:5].tolist()}; "
             f"the classes are {classes.tolist()[:10]}"
         )
-    return X_test, index.astype(np.intp)
+    return X_test, index.astype(index_dtype(len(classes)))
