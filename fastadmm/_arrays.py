@@ -128,6 +128,12 @@ def check_y(y, n_samples, name="y", min_classes=2):
     return y_index, classes  # in index_dtype (int8 for up to 128 classes)
 
 
+# Rows per piece where a per-row array is processed through temporaries (the class indices, the
+# fingerprint): 2^16, so that each temporary (512 kB of intp) stays below glibc's mmap threshold
+# however high it has risen, and the resident set does not keep freed pieces.
+PIECE = 1 << 16
+
+
 def index_dtype(n_classes: int) -> np.dtype:
     """The smallest signed integer type that holds the class indices 0 .. n_classes - 1 (int8 for up
     to 128 classes): one class index per training row is kept for the whole fit."""
@@ -145,8 +151,8 @@ def class_index(y: np.ndarray):
     if y.dtype.kind in "iub" and y.size:
         low, high = int(y.min()), int(y.max())
         if high - low <= max(y.size, 1024) and -(2**62) < low and high < 2**62:
-            # In pieces of 2^20 labels: bincount and take work on intp copies of their input
-            pieces = [slice(start, start + (1 << 20)) for start in range(0, y.size, 1 << 20)]
+            # In pieces (PIECE labels): bincount and take work on intp copies of their input
+            pieces = [slice(start, start + PIECE) for start in range(0, y.size, PIECE)]
             flat = y.ravel()
 
             def shifted(rows):

@@ -216,8 +216,8 @@ def fingerprint(X, y_index) -> str:
     step = max(1, X.shape[0] // 64)
     h = hashlib.blake2b(digest_size=12)
     h.update(repr((X.shape, X.dtype.str)).encode())
-    for start in range(0, y_index.shape[0], 1 << 20):  # as int64, in pieces (the same digest, no N-sized copy)
-        h.update(np.ascontiguousarray(y_index[start : start + (1 << 20)], dtype=np.int64).tobytes())
+    for start in range(0, y_index.shape[0], _arrays.PIECE):  # as int64, in pieces (the same digest)
+        h.update(np.ascontiguousarray(y_index[start : start + _arrays.PIECE], dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(X[::step]).tobytes())
     return h.hexdigest()
 
