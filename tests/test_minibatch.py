@@ -908,14 +908,15 @@ def test_shared_w_update_over_thread_ranks_equals_the_one_process_step(h, B, tak
 
 
 @pytest.mark.parametrize("split", [[0, 7, 20], [0, 0, 9, 20], [0, 5, 5, 20]])  # a rank may hold no rows
-def test_first_layer_over_thread_ranks_equals_one_process(split):
+@pytest.mark.parametrize("h", [7, 2])  # h = 2 on 3 ranks: a rank forms none of W_1's rows
+def test_first_layer_over_thread_ranks_equals_one_process(split, h):
     from test_comm import on_ranks
 
     from fastadmm import _comm
     from fastadmm.minibatch.first_layer import FirstLayer
 
     rng = np.random.default_rng(5)
-    B, m, h, prox, shrink = 20, 30, 7, 0.3, 0.9
+    B, m, prox, shrink = 20, 30, 0.3, 0.9
     A = rng.uniform(0, 1, (B, m))
     W0 = rng.normal(0, 0.3, (h, m + 1))
     targets = [rng.normal(0, 1, (B, h)) for _ in range(3)]

@@ -97,9 +97,10 @@ class FirstLayer:
             Rg = gather_rows(self.comm, [R], self.send, self.R_all, counts)
             _check_finite(layer, 0.0, Rg)  # on the whole batch: every rank decides the same
             B = Rg.shape[0]
-            Y = self.Y_block[: B * (self.hi - self.lo)].reshape(B, -1)
-            Y[...] = Rg[:, self.lo : self.hi]
-            _linalg.spd_solve_factored(self.factor, Y, rows=False)
+            Y = self.Y_block[: B * (self.hi - self.lo)].reshape(B, self.hi - self.lo)
+            if self.hi > self.lo:  # more ranks than W_1 has rows: some hold none
+                Y[...] = Rg[:, self.lo : self.hi]
+                _linalg.spd_solve_factored(self.factor, Y, rows=False)
         self.Ytot *= shrink
         self.Ytot += Y
         self.scale *= shrink
