@@ -13,7 +13,10 @@ of the batch's rows still takes part in every W-update), so the seconds per step
   W-updates (push-through, B < n: the B x B system of the gathered block, ~2 m B^2 + B^3 / 3 flops;
   normal equations, B >= n: the n x n system), fitted as t(B) = f + q B^2 + r B / K (push-through)
   or f + r B / K (normal equations) over several B, on one process (K = 1, the compiled step) and
-  on 2 ranks (the MPI path: the time outside the collectives, the slower rank's); plus the
+  on 2 ranks (the MPI path: the time outside the collectives, the slower rank's); on the MPI path
+  at the batches where every layer is taken whole (``shared.whole``) the W-updates' own seconds are
+  repeated work that grows with the global batch, f_W + w B, and only the rest is fitted as
+  f_o + r B / K (``fit_whole_model``); plus the
   schedule's own cost on K ranks (the permutation of all N rows each epoch and, per batch, which
   rank holds each row), measured directly on ``fastadmm.minibatch.schedule.Schedule`` and taken
   out of the calibration times before the fit;
@@ -137,10 +140,31 @@ def fit_step_model(batches, rows, step_seconds, quadratic: bool) -> dict:
                 measured_s=t.tolist(), fitted_s=pred.tolist(), max_rel_error=float(np.max(np.abs(pred - t) / t)))
 
 
+def fit_whole_model(batches, k: int, w_seconds, rest_seconds) -> dict:
+    """The step model of the MPI path where every layer is taken whole (``shared.whole``): the
+    W-updates' seconds outside the collectives, which every rank spends on the whole global batch,
+    t_W(B) = f_W + w B (repeated, ``whole_row_s``), and the rest of the step, t_o(B) = f_o + r B / k
+    (this rank's rows); each by non-negative least squares on relative errors."""
+    from scipy.optimize import nnls
+
+    B = np.asarray(batches, float)
+    parts = {}
+    for name, secs, x in (("whole", w_seconds, B), ("rest", rest_seconds, B / k)):
+        t = np.asarray(secs, float)
+        (f, r), _ = nnls(np.column_stack([np.ones_like(x), x]) / t[:, None], np.ones_like(t))
+        parts[name] = (f, r, f + r * x, t)
+    measured = parts["whole"][3] + parts["rest"][3]
+    pred = parts["whole"][2] + parts["rest"][2]
+    return dict(f_s=float(parts["whole"][0] + parts["rest"][0]), row_s=float(parts["rest"][1]), quad_s=0.0,
+                whole_row_s=float(parts["whole"][1]), batches=B.astype(int).tolist(), rows=(B / k).tolist(),
+                measured_s=measured.tolist(), fitted_s=pred.tolist(),
+                max_rel_error=float(np.max(np.abs(pred - measured) / measured)))
+
+
 def step_compute(model: dict, B: int, k: int, schedule_step_s: float) -> dict:
-    """Per-rank compute seconds of one step on k ranks: repeated (f + q B^2 + the schedule's cost per
-    step on k ranks) and rows (r B / k)."""
-    repeated = model["f_s"] + model["quad_s"] * B * B + schedule_step_s
+    """Per-rank compute seconds of one step on k ranks: repeated (f + q B^2 + w B for the W-updates
+    taken whole on every rank + the schedule's cost per step on k ranks) and rows (r B / k)."""
+    repeated = model["f_s"] + model["quad_s"] * B * B + model.get("whole_row_s", 0.0) * B + schedule_step_s
     rows = model["row_s"] * B / k
     return dict(repeated_s=repeated, rows_s=rows, compute_s=repeated + rows)
 
