@@ -292,7 +292,7 @@ class _Fit:
                 for rows, out in step.test_outputs(weights, data.X_test):
                     test_correct += int(np.sum(_losses.predict_index(out) == data.y_test_index[rows]))
             val_correct, n_val = 0, 0
-            if data.X_val is not None:  # what Result.predict would answer for these weights
+            if data.X_val is not None and data.X_val.shape[0]:  # what Result.predict would answer for these weights
                 n_val = data.X_val.shape[0]
                 full = step.full_width(weights)
                 dt = np.float32 if full[0].dtype == np.float32 and data.X_val.dtype == np.float32 else np.float64

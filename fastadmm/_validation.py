@@ -103,10 +103,11 @@ def check_validation_fraction(fraction, eval_every):
     return fraction
 
 
-def validation_rows(y_index, fraction):
+def validation_rows(y_index, fraction, allow_none=False):
     """(training rows, validation rows), each in increasing order: of every class, its last
     round(fraction * n_c) rows are held out (stratified; at least one, and never all: a class of
-    one sample stays whole in the training rows).  ValueError when no row can be held out."""
+    one sample stays whole in the training rows).  ValueError when no row can be held out, unless
+    `allow_none` (a rank's shard, whose ranks together hold some out): then no validation rows."""
     y_index = np.asarray(y_index)
     held = []
     for c in np.unique(y_index):
@@ -114,14 +115,17 @@ def validation_rows(y_index, fraction):
         n_val = min(rows.shape[0] - 1, max(1, math.floor(fraction * rows.shape[0] + 0.5)))
         if n_val > 0:
             held.append(rows[-n_val:])
-    if not held:
-        raise ValueError(f"validation_fraction={fraction} holds out rows of every class but the training rows of each "
-                         "class must keep one, and every class has a single sample: give more samples, or pass "
-                         "validation_fraction=None")
-    val = np.sort(np.concatenate(held))
+    if not held and not allow_none:
+        raise ValueError(no_validation_rows(fraction))
+    val = np.sort(np.concatenate(held)) if held else np.zeros(0, np.intp)
     keep = np.ones(y_index.shape[0], bool)
     keep[val] = False
     return np.flatnonzero(keep), val
+
+
+def no_validation_rows(fraction) -> str:
+    return (f"validation_fraction={fraction} holds out rows of every class but the training rows of each class "
+            "must keep one, and every class has a single sample: give more samples, or pass validation_fraction=None")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -277,9 +281,6 @@ def check_admm(X, y, *, X_test, y_test, hidden, loss, max_iter, random_state, ca
         checkpoint = check_checkpoint(checkpoint, checkpoint_every, comm, shared=settings.batch_size is not None)
         verbose = check_verbose(verbose)
         validation_fraction = check_validation_fraction(validation_fraction, settings.eval_every)
-        if validation_fraction is not None and comm.distributed:
-            raise ValueError(f"validation_fraction={validation_fraction} is not supported with comm= yet; hold out "
-                             "rows yourself and pass them as X_test, y_test (or fit in one process)")
         loss = check_loss(loss)
         max_iter = None if max_iter is None else check_max_iter(max_iter)
         hidden = check_hidden(hidden)
@@ -297,7 +298,8 @@ def check_admm(X, y, *, X_test, y_test, hidden, loss, max_iter, random_state, ca
         check_magnitude(X, scan, dtype)
         rng = check_random_state(random_state)
         if validation_fraction is not None:  # the last rows of every class (X is copied: the rest)
-            train_rows, val_rows = validation_rows(y_index, validation_fraction)
+            # over MPI each rank holds out the last rows of every class of its own shard
+            train_rows, val_rows = validation_rows(y_index, validation_fraction, allow_none=comm.distributed)
             X, X_val, y_val_index = X[train_rows], X[val_rows], y_index[val_rows]
             y_index = y_index[train_rows]
     except (TypeError, ValueError) as exc:
@@ -305,13 +307,20 @@ def check_admm(X, y, *, X_test, y_test, hidden, loss, max_iter, random_state, ca
     if comm.distributed:
         # Agree on the outcome (and on the classes, the union of every rank's labels).
         comm.raise_agreed(error)
-        local = comm.allgather((classes, X.shape[1], X.dtype.str, X.shape[0]))
+        local = comm.allgather((classes, X.shape[1], X.dtype.str, X.shape[0],
+                                0 if X_val is None else X_val.shape[0]))
+        if validation_fraction is not None and sum(v for *_, v in local) == 0:
+            raise ValueError(no_validation_rows(validation_fraction))
+        local = [entry[:4] for entry in local]
         if len({(n, d) for _, n, d, _ in local}) != 1:
             raise ValueError(f"every rank must hold the same number of features and dtype, got {[(n, d) for _, n, d, _ in local]}")
         all_classes = np.unique(np.concatenate([c for c, _, _, _ in local]))
         if all_classes.shape[0] < 2:
             raise ValueError("y has a single class over all ranks; training needs samples of at least two classes")
-        y_index = np.searchsorted(all_classes, classes).astype(_arrays.index_dtype(all_classes.shape[0]))[y_index]
+        to_global = np.searchsorted(all_classes, classes).astype(_arrays.index_dtype(all_classes.shape[0]))
+        y_index = to_global[y_index]
+        if y_val_index is not None:
+            y_val_index = to_global[y_val_index]
         classes = all_classes
         counts = [n for _, _, _, n in local]
         row_offset, n_global = int(sum(counts[: comm.rank])), int(sum(counts))

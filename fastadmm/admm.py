@@ -91,7 +91,9 @@ def train_admm(
         when it has not risen above its best by more than ``tol`` (relative) at ``n_iter_no_change``
         evaluations in a row, and, however it ends, returns the weights of the best one (then
         without the state to resume from, unless the best is the last).  The training-loss rule of
-        mini-batch fits is off then.  Not with ``comm``.
+        mini-batch fits is off then.  With ``comm`` each rank holds out the last rows of every class
+        of its own shard and the accuracy is over all ranks' held-out rows (so K ranks hold out
+        other rows than one process would on the shards concatenated).
     verbose : 0 (default) prints nothing; 1 (or True) prints one line per iteration (epoch with
         mini-batches): training loss, training accuracy, validation and test accuracy where there
         are such rows, and the iteration's seconds (training and evaluation); then the stop message.
@@ -141,7 +143,7 @@ def train_admm(
                 n_samples=a.n_global, n_features=int(a.X.shape[1]), n_classes=int(len(a.classes)), ranks=comm.size,
                 random_state=_validation.random_state_record(random_state),
                 validation_fraction=None if a.X_val is None else float(validation_fraction),
-                n_validation=0 if a.X_val is None else int(a.X_val.shape[0]),
+                n_validation=0 if a.X_val is None else int(sum(comm.allgather(int(a.X_val.shape[0])))),
             )
             minibatch = settings.batch_size is not None
             plan = _fit.Plan(

@@ -95,7 +95,8 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
     comm : None (default, one process), or an mpi4py communicator (or a fastadmm one): ``fit`` on
         every rank, each with its own rows, trains one model over all of them (train_admm's
         ``comm``; run under ``mpiexec``), and every rank ends with the same coefficients, which
-        predict on any rows.  Early stopping is not offered with ``comm``.  The communicator is a
+        predict on any rows.  With early stopping each rank holds out its share of its own rows,
+        and the validation accuracy is over all of them.  The communicator is a
         handle on the running job: ``clone`` keeps it, while a pickled (or deep-copied) estimator
         leaves it out (``comm`` None), so that a saved model loads in any process.
     tol : :class:`fastadmm.ADMMSettings`'s stop rule: the relative objective change and output
@@ -158,9 +159,6 @@ class ADMMClassifier(ClassifierMixin, BaseEstimator):
         early_stopping = _validation.as_bool("early_stopping", self.early_stopping)
         random_state = self.random_state
         validation_fraction = None
-        if early_stopping and self.comm is not None:
-            raise ValueError("early_stopping=True is not offered with comm (training over MPI ranks); set "
-                             "early_stopping=False and score rows you held out yourself after fit")
         if early_stopping:
             if _validation.as_int("eval_every", self.eval_every, 0) == 0:
                 raise ValueError("early_stopping needs the validation accuracy: set eval_every >= 1 (1 = every iteration)")

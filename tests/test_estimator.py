@@ -296,3 +296,25 @@ def test_early_stopping_never_holds_out_a_whole_class():
     clf = ADMMClassifier(early_stopping=True, validation_fraction=0.8, max_iter=2, random_state=0).fit(X, y)
     # 0.8 of each class, but one sample of every class stays to train on
     assert clf.result_.settings["n_validation"] == 1 + 15 + 15 and clf.result_.settings["n_samples"] == 9
+
+
+def test_early_stopping_over_thread_ranks_gives_every_rank_the_same_model():
+    from test_comm import on_ranks
+
+    X, y = blobs(n=120, d=5, k=3, spread=2.0)
+    split = [0, 50, 120]
+
+    def fit(comm):
+        rows = slice(split[comm.rank], split[comm.rank + 1])
+        return ADMMClassifier(comm=comm, early_stopping=True, hidden_layer_sizes=(6,), max_iter=6,
+                              random_state=0).fit(X[rows], y[rows])
+
+    fitted = []
+    for kind, value in on_ranks(2, fit):
+        assert kind == "ok", value
+        fitted.append(value)
+    a, b = fitted
+    assert a.validation_scores_ and a.validation_scores_ == b.validation_scores_
+    assert a.best_validation_score_ == max(a.validation_scores_)
+    for W, V in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(W, V)

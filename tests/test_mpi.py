@@ -185,8 +185,6 @@ def test_the_estimator_with_comm_trains_one_model_over_the_ranks(minibatch_run):
     assert float(got["estimator/cross_rank"]) == 0.0
     for l, W in enumerate(ref.coefs_):
         np.testing.assert_allclose(got[f"estimator/W{l}"], W, rtol=RTOL, atol=RTOL * np.abs(W).max())
-    with pytest.raises(ValueError, match="early_stopping=True is not offered with comm"):
-        fastadmm.ADMMClassifier(comm=fastadmm._comm.SingleProcess(), early_stopping=True).fit(X, y)
 
 
 @needs_mpi

@@ -283,11 +283,46 @@ def test_bad_values_name_the_argument_and_the_fix(train, kwargs, error, match):
         train(X, y, hidden=(4,), max_iter=1, **kwargs)
 
 
-def test_validation_fraction_over_ranks_is_refused_on_every_rank():
+@pytest.mark.parametrize("batch_size", ["auto", None])  # mini-batch and full-batch ADMM
+def test_validation_fraction_over_ranks_holds_out_the_last_rows_of_each_shard(batch_size):
     from test_comm import on_ranks
 
-    X, y = blobs(n=60, d=4)
-    outcomes = on_ranks(2, lambda c: train_admm(X, y, hidden=(4,), max_iter=1, comm=c, validation_fraction=0.1))
-    for kind, exc in outcomes:
-        assert kind == "raised" and isinstance(exc, ValueError)
-        assert "validation_fraction=0.1 is not supported with comm= yet" in str(exc) and "X_test, y_test" in str(exc)
+    X, y = blobs(n=90, d=4, k=3, spread=2.0)
+    split = [0, 35, 90]  # uneven shards
+
+    def fit(comm):
+        rows = slice(split[comm.rank], split[comm.rank + 1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return train_admm(X[rows], y[rows], hidden=(6,), max_iter=4, tol=0, comm=comm, random_state=0,
+                              dtype="float64", batch_size=batch_size, validation_fraction=0.2)
+
+    results = []
+    for kind, value in on_ranks(2, fit):
+        assert kind == "ok", value
+        results.append(value)
+    for W, V in zip(results[0].weights, results[1].weights):  # one model on every rank
+        np.testing.assert_array_equal(W, V)
+    # each rank held out the last 20 % of every class of its own shard
+    held = np.concatenate([np.arange(a, b)[_validation.validation_rows(np.unique(y[a:b], return_inverse=True)[1],
+                                                                        0.2)[1]] for a, b in zip(split, split[1:])])
+    assert results[0].settings["n_validation"] == held.shape[0]
+    assert results[0].settings["n_samples"] == 90 - held.shape[0]
+    # the history's accuracy is over all of them; the weights returned are those of its best evaluation
+    accuracy = float(np.mean(results[0].predict(X[held]) == y[held]))
+    assert accuracy == pytest.approx(np.nanmax(results[0].history["validation_accuracy"]), abs=1e-12)
+
+
+def test_validation_fraction_over_ranks_that_can_hold_out_nothing_is_refused_on_every_rank():
+    from test_comm import on_ranks
+
+    X = np.arange(8.0).reshape(4, 2)
+    y = np.array([0, 1, 2, 3])  # a single sample of every class on each rank
+
+    def fit(comm):
+        rows = slice(2 * comm.rank, 2 * comm.rank + 2)
+        return train_admm(X[rows], y[rows], hidden=(2,), max_iter=1, comm=comm, validation_fraction=0.5)
+
+    for kind, exc in on_ranks(2, fit):
+        assert kind == "raised" and isinstance(exc, ValueError), exc
+        assert "validation_fraction=0.5 holds out rows of every class" in str(exc)
