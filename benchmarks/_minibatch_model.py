@@ -48,8 +48,8 @@ def w_update_messages(B: int, widths, sweeps: int = 1, ranks: int = 2) -> list[d
     (the gathered total, or the reduced length) and each rank's counts of the gather on `ranks` ranks.
 
     Layer 1 in the push-through form (B < n; ``first_layer.FirstLayer``: its input does not change
-    within a batch): the batch's rows once per batch, B m; every sweep the residuals, B h, and the
-    ranks' column blocks of Y = K^-1 R, B h; W_1's rows once per batch, h n.  Every other W-update
+    within a batch): the batch's rows once per batch, B m; every sweep the residuals, B h, and but
+    in the last the ranks' column blocks of Y = K^-1 R, B h; W_1's rows once per batch, h n.  Every other W-update
     (``shared.SharedWUpdate``), every sweep: a layer taken whole (``shared.whole``) gathers [A | Z],
     B (m + h); otherwise B < n: [A | R] rows, B (m + h), then W's rows, h n; else the all-reduce of
     n (n + h)."""
@@ -67,8 +67,9 @@ def w_update_messages(B: int, widths, sweeps: int = 1, ranks: int = 2) -> list[d
                                     counts=[c * m for c in rows]))
                 out.append(dict(layer=l, kind="allgatherv", what="R rows", entries=B * h,
                                 counts=[c * h for c in rows]))
-                out.append(dict(layer=l, kind="allgatherv", what="Y column blocks", entries=B * h,
-                                counts=[B * c for c in _even(h, ranks)]))
+                if sweep < sweeps - 1:  # the batch's last update keeps no product
+                    out.append(dict(layer=l, kind="allgatherv", what="Y column blocks", entries=B * h,
+                                    counts=[B * c for c in _even(h, ranks)]))
                 if sweep == sweeps - 1:
                     out.append(dict(layer=l, kind="allgatherv", what="W rows (once per batch)", entries=h * n,
                                     counts=[c * n for c in _even(h, ranks)]))

@@ -815,10 +815,15 @@ def test_first_layer_updates_equal_the_proximal_steps_one_by_one(dtype, prox, rt
     first = FirstLayer(_comm.SingleProcess(), dtype, B, m, h)
     M = (A @ W0[:, :-1].T + W0[:, -1]).astype(dtype)
     R = np.empty((B, h), dtype)
-    for Z in targets:
+    for j, Z in enumerate(targets):
         ref.w_update(1, A.astype(np.float64), Z.astype(np.float64), None, np.empty((B, h)), W_ref, prox, shrink)
-        first.update(1, A, Z, M, R, prox, shrink, None)
-        assert first.pending
+        last = j == len(targets) - 1
+        before = M.copy()
+        first.update(1, A, Z, M, R, prox, shrink, None, product=not last)
+        assert first.pending and first.updates == j + 1
+        if last:  # the batch's last update keeps no product
+            np.testing.assert_array_equal(M, before)
+            continue
         # M is the product of the updated W_1, without W_1 being formed
         np.testing.assert_allclose(M, A.astype(np.float64) @ W_ref[:, :-1].T + W_ref[:, -1], rtol=rtol,
                                    atol=rtol * np.abs(M).max())

@@ -7,7 +7,8 @@ the batch shares one B x B system K = A A^T + p I (A = [X_b 1], p the proximal s
 current product on the batch, s the ridge's anchor scale) and solves Y_j = K^-1 R_j; then
 
 * the layer's product on the batch after the update is M <- s M + A A^T Y_j = s M + R_j - p Y_j
-  = Z - p Y_j (exact: K Y_j = R_j), with no product with W_1; the next sweep's forward pass takes it;
+  = Z - p Y_j (exact: K Y_j = R_j), with no product with W_1; the next sweep's forward pass takes it
+  (after the batch's last update nothing reads it, and it is not formed);
 * W_1 itself after the batch's S updates is s^S W_prev + Ytot^T A with Ytot = sum_j s^(S-j) Y_j:
   one product with A per batch, however many sweeps (``finish``).
 
@@ -18,8 +19,8 @@ So a batch of S sweeps factors K once and multiplies by W_1's n columns twice (t
 Over MPI each rank holds its rows of the batch: the ranks all-gather A once per batch and R once per
 update, so that every rank holds K and R of the whole batch and decides the same on their checks.
 Each rank solves only its block of Y's columns (W_1's rows that it forms in ``finish``) and keeps that
-block of Ytot; an all-gather of the blocks gives every rank the rows of Y that the update of M on
-its rows needs (an all-to-all would move less, but would wait on up to min(K, h) partners where an
+block of Ytot; an all-gather of the blocks (but after the batch's last update) gives every rank
+the rows of Y that the update of M on its rows needs (an all-to-all would move less, but would wait on up to min(K, h) partners where an
 all-gather takes log2 K steps); a last all-gather assembles W_1 on every rank.
 """
 
@@ -57,6 +58,7 @@ class FirstLayer:
         self.pending = False  # whether W_1 has updates of the current batch not yet formed
         self.A = self.factor = self.Ytot = None  # the batch's inputs, K's factor, sum_j s^(S-j) Y_j (own columns)
         self.shift = self.scale = 0.0
+        self.updates = 0
         self.rows = slice(0, 0)  # this rank's rows within the batch's gathered rows
 
     @staticmethod
@@ -78,15 +80,19 @@ class FirstLayer:
         self.Ytot = self.Ytot_buffer[: B * (self.hi - self.lo)].reshape(B, self.hi - self.lo)
         self.Ytot[...] = 0.0
         self.scale = 1.0  # s^S of the updates so far
+        self.updates = 0  # W_1-updates of this batch so far
         self.pending = True
 
     # -- one W_1-update ----------------------------------------------------------------------------
-    def update(self, layer, A, Z, M, R, prox, shrink, counts):
+    def update(self, layer, A, Z, M, R, prox, shrink, counts, product=True):
         """One W_1-update of the batch: A (B_k, m) this rank's rows of the batch's inputs, Z (B_k, h)
         their targets, M (B_k, h) W_1's current product on them, replaced by the product after the
-        update; R (B_k, h) scratch; `counts`: every rank's rows of the batch (None: one process)."""
+        update if `product` (the batch's last update passes False: nothing reads it before W_1 is
+        formed, and over MPI that saves the all-gather of Y's blocks); R (B_k, h) scratch;
+        `counts`: every rank's rows of the batch (None: one process)."""
         if not self.pending:
             self._begin(layer, A, prox, counts)
+        self.updates += 1
         np.multiply(M, shrink, out=R)
         np.subtract(Z, R, out=R)  # z_1 - s W_1 a_0
         if counts is None:
@@ -104,6 +110,8 @@ class FirstLayer:
         self.Ytot *= shrink
         self.Ytot += Y
         self.scale *= shrink
+        if not product:
+            return
         # M <- Z - p Y on this rank's rows
         if counts is None:
             np.multiply(Y, -self.shift, out=M)

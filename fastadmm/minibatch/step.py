@@ -280,6 +280,8 @@ class MiniBatchADMM:
         if self.m_valid[l]:
             np.copyto(out, self.M[l][:B])
             return out
+        if l == 1 and self.first is not None and self.first.pending:  # W_1 not formed: its product is M[1]'s
+            raise RuntimeError("W_1's product was read after the batch's last W_1-update, which does not keep it")
         return self._linear(l, B, out)
 
     def output_target(self, B, sums):
@@ -316,9 +318,11 @@ class MiniBatchADMM:
         n_rows = B if self.counts is None else int(self.counts.sum())  # of the (global) batch
         if l == 1 and self.first is not None and FirstLayer.applies(n_rows, Wp.shape[1]):
             # M[1] is W_1's current product (the batch's forward pass made it, each such update keeps
-            # it) and becomes the product after the update; W_1 itself is formed when the batch ends
-            self.first.update(1, A, Z, self.M[1][:B], R, self._prox[1], self._shrink[1], self.counts)
-            self.m_valid[1] = True
+            # it) and becomes the product after the update; W_1 itself is formed when the batch ends.
+            # Every sweep updates W_1 once, last in its order: after the batch's last, nothing reads M[1].
+            keep = self.first.updates + 1 < self.s.batch_sweeps if self.first.pending else self.s.batch_sweeps > 1
+            self.first.update(1, A, Z, self.M[1][:B], R, self._prox[1], self._shrink[1], self.counts, product=keep)
+            self.m_valid[1] = keep
             return
         self.m_valid[l] = False  # W_l changes below, in place (compact_weights hands out copies)
         if self.s.prox_metric == "gram":
