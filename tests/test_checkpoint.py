@@ -1,6 +1,7 @@
 """Result.save / fastadmm.load: round trip, resume from a file, and files that must not load."""
 
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -205,10 +206,15 @@ def _damage_zip(raw: bytes, how: str) -> bytes:
         b[central[1] + 8] |= 0x20
     elif how == "compression method":  # zipfile: NotImplementedError "compression method"
         b[central[2] + 10] = 99
-    elif how == "npy header brace":  # numpy's header parser: tokenize.TokenError (in the meta member)
-        b[raw.index(b"}", local[-1])] ^= 0xFF
+    # the last member's data (the meta member's .npy file) begins after its local header (30 bytes), its
+    # name and its extra field; searched from there, not from the header, whose time, date, CRC and
+    # sizes may hold any byte (a "}" among them made the damage miss the .npy header now and then)
+    name_len, extra_len = struct.unpack("<HH", raw[local[-1] + 26 : local[-1] + 30])
+    data = local[-1] + 30 + name_len + extra_len
+    if how == "npy header brace":  # numpy's header parser: tokenize.TokenError (in the meta member)
+        b[raw.index(b"}", data)] ^= 0xFF
     elif how == "npy version 3":  # numpy's header parser: tokenize.TokenError
-        b[raw.index(b"NUMPY", local[-1]) + 5] = 3
+        b[raw.index(b"NUMPY", data) + 5] = 3
     return bytes(b)
 
 
