@@ -33,10 +33,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from minibatch_mpi import shard, task_data  # noqa: E402
+from minibatch_mpi import MPIEXEC, commit, shard, task_data  # noqa: E402
 
 HERE = Path(__file__).resolve()
-MPIEXEC = Path(sys.executable).parent / "mpiexec"
 
 
 def profile(args) -> None:
@@ -74,14 +73,6 @@ def profile(args) -> None:
     for (path, line, name), (_, calls, own, _, _) in entries:
         where = f"{Path(path).parent.name}/{Path(path).name}:{line}" if path != "~" else ""
         print(f"{own / epochs:10.4f} {calls / epochs:14.0f}  {where}({name})")
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=HERE.parent).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def main(argv=None) -> int:
