@@ -60,20 +60,26 @@ def shard(n: int, rank: int, size: int) -> slice:
     return slice(start, stop)
 
 
+def world(worker: bool):
+    """(comm, rank, size): the MPI world as fastadmm's communicator in a ``--worker`` rank, else
+    (None, 0, 1), one process."""
+    if not worker:
+        return None, 0, 1
+    from mpi4py import MPI
+
+    from fastadmm import _comm
+
+    comm = _comm.MPIComm(MPI.COMM_WORLD)
+    return comm, comm.rank, comm.size
+
+
 def fit(args) -> dict:
     """One fit on this process's rows (all of them without MPI); the record, on rank 0."""
     import threadpoolctl
 
     import fastadmm
 
-    comm, rank, size = None, 0, 1
-    if args.worker:
-        from mpi4py import MPI
-
-        from fastadmm import _comm
-
-        comm = _comm.MPIComm(MPI.COMM_WORLD)
-        rank, size = comm.rank, comm.size
+    comm, rank, size = world(args.worker)
     X, y, Xt, yt = task_data(args.task)
     rows, test = shard(X.shape[0], rank, size), shard(Xt.shape[0], rank, size)
     X, y, Xt, yt = np.ascontiguousarray(X[rows]), y[rows], Xt[test], yt[test]
@@ -115,14 +121,21 @@ def launch(args, K: int) -> dict:
                   "--targets", *map(str, args.targets)]
         if args.batch_size is not None:
             common += ["--batch-size", str(args.batch_size)]
-        if K == 1:
-            cmd = [sys.executable, str(HERE), "--single", *common]
-        else:
-            cmd = [str(MPIEXEC), "-n", str(K), sys.executable, str(HERE), "--worker", *common]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+        run_script(HERE, K, common)
         return json.loads(out.read_text())
+
+
+def run_script(script: Path, K: int, args: list) -> str:
+    """`script` with `args` as one plain process (``--single``, K = 1) or under ``mpiexec -n K``
+    (``--worker``); its standard output.  RuntimeError with both outputs if it fails."""
+    if K == 1:
+        cmd = [sys.executable, str(script), "--single", *args]
+    else:
+        cmd = [str(MPIEXEC), "-n", str(K), sys.executable, str(script), "--worker", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
 
 
 def commit() -> str:

@@ -25,7 +25,6 @@ import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import io  # noqa: E402
 import pstats  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -33,7 +32,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from minibatch_mpi import MPIEXEC, commit, shard, task_data  # noqa: E402
+from minibatch_mpi import commit, run_script, shard, task_data, world  # noqa: E402
 
 HERE = Path(__file__).resolve()
 
@@ -41,14 +40,7 @@ HERE = Path(__file__).resolve()
 def profile(args) -> None:
     import fastadmm
 
-    comm, rank, size = None, 0, 1
-    if args.worker:
-        from mpi4py import MPI
-
-        from fastadmm import _comm
-
-        comm = _comm.MPIComm(MPI.COMM_WORLD)
-        rank, size = comm.rank, comm.size
+    comm, rank, size = world(args.worker)
     X, y, _, _ = task_data(args.task)
     rows = shard(X.shape[0], rank, size)
     X, y = np.ascontiguousarray(X[rows]), y[rows]
@@ -89,14 +81,7 @@ def main(argv=None) -> int:
         return 0
     common = ["--task", args.task, "--epochs", str(args.epochs), "--top", str(args.top)]
     for K in args.ranks:
-        if K == 1:
-            cmd = [sys.executable, str(HERE), "--single", *common]
-        else:
-            cmd = [str(MPIEXEC), "-n", str(K), sys.executable, str(HERE), "--worker", *common]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
-        print(proc.stdout, flush=True)
+        print(run_script(HERE, K, common), flush=True)
     return 0
 
 

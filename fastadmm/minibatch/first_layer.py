@@ -40,8 +40,6 @@ class FirstLayer:
 
     def __init__(self, comm, dtype, largest, m, h):
         self.comm, self.rank, self.size = comm, comm.rank, comm.size
-        self.dtype = np.dtype(dtype)
-        self.m, self.h = m, h
         # the block of Y's columns (W_1's rows) this rank solves and forms: all of them in one process
         self.bounds = row_blocks(h, self.size)
         self.lo, self.hi = int(self.bounds[self.rank]), int(self.bounds[self.rank + 1])
@@ -58,7 +56,7 @@ class FirstLayer:
         self.pending = False  # whether W_1 has updates of the current batch not yet formed
         self.A = self.factor = self.Ytot = None  # the batch's inputs, K's factor, sum_j s^(S-j) Y_j (own columns)
         self.shift = self.scale = 0.0
-        self.updates = 0
+        self.updates = 0  # W_1-updates of the current batch so far (0 between batches)
         self.rows = slice(0, 0)  # this rank's rows within the batch's gathered rows
 
     @staticmethod
@@ -80,7 +78,6 @@ class FirstLayer:
         self.Ytot = self.Ytot_buffer[: B * (self.hi - self.lo)].reshape(B, self.hi - self.lo)
         self.Ytot[...] = 0.0
         self.scale = 1.0  # s^S of the updates so far
-        self.updates = 0  # W_1-updates of this batch so far
         self.pending = True
 
     # -- one W_1-update ----------------------------------------------------------------------------
@@ -131,6 +128,7 @@ class FirstLayer:
         if not self.pending:
             return
         self.pending = False
+        self.updates = 0
         Ytot, A = self.Ytot, self.A
         if self.hi > self.lo:
             Wk = W[self.lo : self.hi]

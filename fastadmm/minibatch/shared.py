@@ -20,8 +20,8 @@ chooses by the global batch B against the layer's input width n = m + 1
 
 The batch's rows arrive in rank order, a permutation of one process's: K and Y are permuted alike,
 so the step is the same up to rounding.  W is the same on every rank: each row is computed once, or
-by every rank from the same numbers with the same code.  Entries received per W-update and rank:
-:func:`message_entries`.  The a- and z-updates and the forward pass stay on each rank's rows.
+by every rank from the same numbers with the same code.  The a- and z-updates and the forward pass
+stay on each rank's rows.
 """
 
 from __future__ import annotations
@@ -51,15 +51,6 @@ def whole(B: int, m: int, h: int) -> bool:
     """Whether every rank takes the W-update of a layer with m inputs and h outputs on a global batch
     of B rows whole (module docstring)."""
     return repeated_macs(B, m, h) <= WHOLE_MACS
-
-
-def message_entries(B: int, m: int, h: int) -> int:
-    """Entries one rank receives in the W-update of a layer with m inputs (without the bias) and h
-    outputs on a global batch of B rows."""
-    n = m + 1
-    if whole(B, m, h):
-        return B * (m + h)
-    return B * (m + h) + h * n if B < n else n * (n + h)
 
 
 def row_blocks(h: int, size: int) -> np.ndarray:
@@ -125,6 +116,7 @@ class SharedWUpdate:
         self.send = np.empty(max(block, max(h * (m + 1) for m, h in pairs)), dtype)
         self.recv = np.empty(max(block, summed), dtype)
         self.square = np.empty(square, dtype)
+        self.Y = np.empty(max(largest * h for m, h in pairs), dtype)  # this rank's columns of K^-1 R
         # a whole update's batch, contiguous: its inputs, targets and residuals (any layer may be
         # taken whole for some batch size)
         self.A_whole = np.empty(max(largest * m for m, h in pairs), dtype)
@@ -169,7 +161,8 @@ class SharedWUpdate:
         bounds = row_blocks(h, self.size)
         lo, hi = int(bounds[self.rank]), int(bounds[self.rank + 1])
         if hi > lo:
-            Y = np.ascontiguousarray(Rg[:, lo:hi])
+            Y = self.Y[: B * (hi - lo)].reshape(B, hi - lo)
+            Y[...] = Rg[:, lo:hi]
             _linalg.spd_solve_factored(factor, Y, rows=False)
             Wk = W[lo:hi]
             Wk *= shrink

@@ -320,7 +320,7 @@ class MiniBatchADMM:
             # M[1] is W_1's current product (the batch's forward pass made it, each such update keeps
             # it) and becomes the product after the update; W_1 itself is formed when the batch ends.
             # Every sweep updates W_1 once, last in its order: after the batch's last, nothing reads M[1].
-            keep = self.first.updates + 1 < self.s.batch_sweeps if self.first.pending else self.s.batch_sweeps > 1
+            keep = self.first.updates + 1 < self.s.batch_sweeps
             self.first.update(1, A, Z, self.M[1][:B], R, self._prox[1], self._shrink[1], self.counts, product=keep)
             self.m_valid[1] = keep
             return
